@@ -1,0 +1,13 @@
+//! Bulwark's gRPC contracts: one package per service (`bulwark.<service>.v1`),
+//! generated at build time from `proto/bulwark/**.proto`.
+
+#![allow(clippy::all, clippy::pedantic)]
+
+pub mod seal {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.seal.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every Bulwark proto (for reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bulwark_descriptor");

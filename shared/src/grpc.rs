@@ -1,0 +1,247 @@
+//! The service runtime: how every Bulwark service serves gRPC and calls its peers.
+//!
+//! * [`serve`] runs a tonic server with mTLS (client certificates required,
+//!   signed by the internal CA), one span per RPC continuing the caller's trace
+//!   ([`GrpcTraceLayer`]) and the per-RPC peer allow-list ([`PeerAuthzLayer`]).
+//! * [`connect`] makes a lazily connected, multiplexed mTLS channel to a peer
+//!   that injects the trace context into every call.
+//! * [`SealWatcher`] follows the seal service's state stream and keeps a
+//!   service's [`Keyring`] in step: keys fetched on unseal, zeroized on seal or
+//!   when the stream breaks (fail closed).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_proto::seal::v1::seal_client::SealClient;
+use bulwark_proto::seal::v1::{ServiceKeyRequest, WatchSealStateRequest};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::keyring::{DataKey, KeyError, KeyLoader, Keyring};
+use crate::names::ServiceName;
+use crate::peer::{AllowList, PeerAuthzLayer};
+use crate::telemetry::{GrpcTraceLayer, TraceInjector};
+use crate::tls::ServiceIdentity;
+
+/// A channel to a peer service: mTLS, HTTP/2 multiplexed, trace-propagating.
+pub type Channel = InterceptedService<tonic::transport::Channel, TraceInjector>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("invalid address {0:?}")]
+    BadAddress(String),
+}
+
+/// Serves `routes` on `listener` until `shutdown` completes.
+pub async fn serve(
+    identity: &ServiceIdentity,
+    allow: AllowList,
+    routes: Routes,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GrpcError> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tls_config(identity.server_tls())?
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(GrpcTraceLayer)
+        .layer(PeerAuthzLayer::new(allow))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// A lazily connected channel from `identity` to the service `target` at `addr`
+/// (`host:port`). The server must present a certificate naming `target`.
+pub fn connect(identity: &ServiceIdentity, target: ServiceName, addr: &str) -> Result<Channel, GrpcError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|_| GrpcError::BadAddress(addr.to_string()))?
+        .tls_config(identity.client_tls(target))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    Ok(InterceptedService::new(endpoint.connect_lazy(), TraceInjector))
+}
+
+/// What a service knows of the seal state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealView {
+    pub initialized: bool,
+    pub sealed: bool,
+    /// False while the seal service cannot be reached (then `sealed` is true).
+    pub connected: bool,
+}
+
+impl SealView {
+    const UNKNOWN: SealView = SealView {
+        initialized: false,
+        sealed: true,
+        connected: false,
+    };
+}
+
+/// Fetches this service's keys from the seal service.
+struct RemoteKeyLoader {
+    seal: SealClient<Channel>,
+}
+
+impl KeyLoader for RemoteKeyLoader {
+    fn load(&self, term: u32) -> BoxFuture<'_, Result<(u32, DataKey), KeyError>> {
+        let mut seal = self.seal.clone();
+        Box::pin(async move {
+            let resp = seal
+                .service_key(ServiceKeyRequest { term })
+                .await
+                .map_err(|s| match s.code() {
+                    tonic::Code::Unavailable if s.message().contains("sealed") => KeyError::Sealed,
+                    tonic::Code::NotFound => KeyError::UnknownTerm(term),
+                    _ => KeyError::Unavailable(s.message().to_string()),
+                })?
+                .into_inner();
+            let mut raw = resp.key;
+            let key = if raw.len() == 32 {
+                let mut k = Zeroizing::new([0u8; 32]);
+                k.copy_from_slice(&raw);
+                Ok((resp.term, k))
+            } else {
+                Err(KeyError::Unavailable("malformed key from seal service".into()))
+            };
+            raw.zeroize();
+            key
+        })
+    }
+}
+
+/// Follows the seal state and keeps a keyring in step with it.
+#[derive(Clone)]
+pub struct SealWatcher {
+    rx: watch::Receiver<SealView>,
+}
+
+impl SealWatcher {
+    /// Starts following `seal`. With `keyring`, fetches the service's active key
+    /// on every unseal and clears the keyring on every seal.
+    pub fn spawn(seal: SealClient<Channel>, keyring: Option<Keyring>) -> Self {
+        let (tx, rx) = watch::channel(SealView::UNKNOWN);
+        tokio::spawn(watch_loop(seal, keyring, tx));
+        SealWatcher { rx }
+    }
+
+    pub fn current(&self) -> SealView {
+        *self.rx.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<SealView> {
+        self.rx.clone()
+    }
+
+    /// Waits until the state satisfies `f` (or the watcher stops).
+    pub async fn wait_for(&self, f: impl Fn(&SealView) -> bool) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|v| f(v)).await;
+    }
+}
+
+async fn watch_loop(seal: SealClient<Channel>, keyring: Option<Keyring>, tx: watch::Sender<SealView>) {
+    let loader = RemoteKeyLoader { seal: seal.clone() };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut client = seal.clone();
+        if let Ok(resp) = client.watch_seal_state(WatchSealStateRequest {}).await {
+            backoff = Duration::from_millis(100);
+            let mut stream = resp.into_inner();
+            while let Some(Ok(state)) = stream.next().await {
+                let mut sealed = state.sealed;
+                if let Some(k) = &keyring {
+                    if sealed {
+                        k.clear();
+                    } else {
+                        match loader.load(0).await {
+                            Ok((term, key)) => k.install(term, [(term, key)]),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not fetch service key");
+                                k.clear();
+                                sealed = true;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(SealView {
+                    initialized: state.initialized,
+                    sealed,
+                    connected: true,
+                });
+            }
+        }
+        // Lost the seal service: forget every key until it answers again.
+        if let Some(k) = &keyring {
+            k.clear();
+        }
+        let initialized = tx.borrow().initialized;
+        let _ = tx.send(SealView {
+            initialized,
+            ..SealView::UNKNOWN
+        });
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// What every keyed service (all but seal and the gateway) starts with: its
+/// keyring, fed from the seal service, and a health reporter that says
+/// SERVING only while the service holds its key.
+pub struct KeyedRuntime {
+    pub keyring: Keyring,
+    pub seal: SealWatcher,
+    pub health: HealthReporter,
+    pub health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+}
+
+impl KeyedRuntime {
+    pub fn start(seal: SealClient<Channel>) -> KeyedRuntime {
+        let keyring = Keyring::with_loader(Arc::new(RemoteKeyLoader { seal: seal.clone() }));
+        let watcher = SealWatcher::spawn(seal, Some(keyring.clone()));
+        let health = HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+        let reporter = health.clone();
+        let mut rx = watcher.subscribe();
+        let ring = keyring.clone();
+        tokio::spawn(async move {
+            loop {
+                let status = if !rx.borrow_and_update().sealed && ring.is_loaded() {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                reporter.set_service_status("", status).await;
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        KeyedRuntime {
+            keyring,
+            seal: watcher,
+            health,
+            health_service,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The data keys one service holds in memory while the system is unsealed.
+//!
+//! Keys are per service and per keyring term. The seal service fills its own
+//! keyring directly; every other service fills it from `seal.ServiceKey` (see
+//! [`crate::grpc::SealWatcher`]). On seal the keyring is cleared: every key is
+//! zeroized as soon as the last in-flight operation using it finishes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use futures::future::BoxFuture;
+use zeroize::Zeroizing;
+
+/// A 256-bit data key, zeroized on drop.
+pub type DataKey = Zeroizing<[u8; 32]>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyError {
+    #[error("Vault is sealed")]
+    Sealed,
+    #[error("no key for keyring term {0}")]
+    UnknownTerm(u32),
+    #[error("key service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Fetches a key this service does not hold yet (an older term, after rotation).
+pub trait KeyLoader: Send + Sync + 'static {
+    /// Returns `(term, key)`; term 0 asks for the active term.
+    fn load(&self, term: u32) -> BoxFuture<'_, Result<(u32, DataKey), KeyError>>;
+}
+
+struct KeyState {
+    active: u32,
+    keys: BTreeMap<u32, Arc<DataKey>>,
+}
+
+/// Shared handle to a service's keys. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Keyring {
+    state: Arc<RwLock<Option<KeyState>>>,
+    loader: Option<Arc<dyn KeyLoader>>,
+}
+
+impl Keyring {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A keyring that can fetch missing terms from `loader`.
+    pub fn with_loader(loader: Arc<dyn KeyLoader>) -> Self {
+        Keyring {
+            state: Arc::default(),
+            loader: Some(loader),
+        }
+    }
+
+    /// Installs keys and marks `active` as the term new writes use.
+    pub fn install(&self, active: u32, keys: impl IntoIterator<Item = (u32, DataKey)>) {
+        let keys = keys.into_iter().map(|(t, k)| (t, Arc::new(k))).collect();
+        *self.write() = Some(KeyState { active, keys });
+    }
+
+    /// Drops every key (each is zeroized when its last user lets go).
+    pub fn clear(&self) {
+        *self.write() = None;
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.read().is_some()
+    }
+
+    /// The term and key new writes use.
+    pub fn active(&self) -> Result<(u32, Arc<DataKey>), KeyError> {
+        let guard = self.read();
+        let state = guard.as_ref().ok_or(KeyError::Sealed)?;
+        let key = state
+            .keys
+            .get(&state.active)
+            .ok_or(KeyError::UnknownTerm(state.active))?;
+        Ok((state.active, key.clone()))
+    }
+
+    /// The key of `term`, fetched through the loader if not held yet.
+    pub async fn get(&self, term: u32) -> Result<Arc<DataKey>, KeyError> {
+        {
+            let guard = self.read();
+            let state = guard.as_ref().ok_or(KeyError::Sealed)?;
+            if let Some(k) = state.keys.get(&term) {
+                return Ok(k.clone());
+            }
+        }
+        let loader = self.loader.as_ref().ok_or(KeyError::UnknownTerm(term))?;
+        let (got, key) = loader.load(term).await?;
+        if got != term {
+            return Err(KeyError::UnknownTerm(term));
+        }
+        let key = Arc::new(key);
+        let mut guard = self.write();
+        let state = guard.as_mut().ok_or(KeyError::Sealed)?;
+        Ok(state.keys.entry(term).or_insert(key).clone())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<KeyState>> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<KeyState>> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sealed_until_installed_and_after_clear() {
+        let k = Keyring::new();
+        assert!(matches!(k.active(), Err(KeyError::Sealed)));
+        k.install(2, [(1, Zeroizing::new([1u8; 32])), (2, Zeroizing::new([2u8; 32]))]);
+        let (term, key) = k.active().unwrap();
+        assert_eq!((term, key[0]), (2, 2));
+        assert_eq!(k.get(1).await.unwrap()[0], 1);
+        assert!(matches!(k.get(3).await, Err(KeyError::UnknownTerm(3))));
+        k.clear();
+        assert!(!k.is_loaded());
+        assert!(matches!(k.get(1).await, Err(KeyError::Sealed)));
+    }
+
+    struct Fixed;
+    impl KeyLoader for Fixed {
+        fn load(&self, term: u32) -> BoxFuture<'_, Result<(u32, DataKey), KeyError>> {
+            Box::pin(async move { Ok((term, Zeroizing::new([term as u8; 32]))) })
+        }
+    }
+
+    #[tokio::test]
+    async fn loads_missing_terms() {
+        let k = Keyring::with_loader(Arc::new(Fixed));
+        assert!(matches!(k.get(1).await, Err(KeyError::Sealed)));
+        k.install(2, [(2, Zeroizing::new([2u8; 32]))]);
+        assert_eq!(k.get(1).await.unwrap()[0], 1);
+    }
+}
