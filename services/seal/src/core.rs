@@ -47,8 +47,7 @@ struct StoredSeal {
 }
 
 /// The decrypted keyring: only ever in memory while unsealed.
-#[derive(Serialize, Deserialize, Zeroize)]
-#[zeroize(drop)]
+#[derive(Serialize, Deserialize)]
 struct KeyringDoc {
     active_term: u32,
     /// term → base64 key.
@@ -57,6 +56,13 @@ struct KeyringDoc {
     cluster_id: String,
     /// HMAC-SHA256 of the root token under a key derived from the keyring.
     root_token_hmac: String,
+}
+
+impl Drop for KeyringDoc {
+    fn drop(&mut self) {
+        self.keys.values_mut().for_each(Zeroize::zeroize);
+        self.root_token_hmac.zeroize();
+    }
 }
 
 struct Unsealed {
