@@ -1,1 +1,237 @@
-//! placeholder
+//! The gateway: Vault's REST API under `/v1`, answered by fanning each request
+//! out to the services over mTLS gRPC.
+//!
+//! Invariants: the gateway is stateless apart from caches invalidated by their
+//! owners' watch streams (today: the seal state); only the gateway knows
+//! Vault's JSON shapes; every failure becomes Vault's `{"errors":[...]}` in one
+//! place ([`error::ApiError`]).
+
+#![forbid(unsafe_code)]
+
+pub mod envelope;
+pub mod error;
+pub mod request;
+mod sys;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use bulwark_proto::seal::v1::seal_client::SealClient;
+use bulwark_shared::grpc::{Channel, SealWatcher};
+use tracing::Instrument;
+use tracing_opentelemetry_ext::set_parent;
+
+use crate::error::ApiError;
+
+/// The version reported to clients: the Vault API level served, plus ours.
+pub const VERSION: &str = concat!("1.16.0+bulwark.", env!("CARGO_PKG_VERSION"));
+pub const BUILD_DATE: &str = "2026-11-24T00:00:00Z";
+
+mod tracing_opentelemetry_ext {
+    pub fn set_parent(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(bulwark_shared::telemetry::extract(headers));
+    }
+}
+
+/// Channels to the services the gateway fans out to.
+pub struct Upstreams {
+    pub seal: Channel,
+}
+
+struct Inner {
+    seal: SealClient<Channel>,
+    seal_watch: SealWatcher,
+}
+
+/// Shared gateway state. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    pub fn new(up: Upstreams) -> Self {
+        let seal = SealClient::new(up.seal);
+        let seal_watch = SealWatcher::spawn(seal.clone(), None);
+        Gateway {
+            inner: Arc::new(Inner { seal, seal_watch }),
+        }
+    }
+
+    pub(crate) fn seal(&self) -> SealClient<Channel> {
+        self.inner.seal.clone()
+    }
+
+    /// Whether data paths must answer 503 (sealed, or the seal service is unreachable).
+    pub(crate) fn sealed(&self) -> bool {
+        self.inner.seal_watch.current().sealed
+    }
+
+    /// Waits until the gateway has seen the seal service's state at least once.
+    pub async fn wait_connected(&self) {
+        self.inner.seal_watch.wait_for(|v| v.connected).await
+    }
+}
+
+/// One decoded API request: the path below `/v1/`, without its leading slash.
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+/// The HTTP router: everything under `/v1/` goes through [`dispatch`].
+pub fn router(gw: Gateway) -> Router {
+    Router::new()
+        .route("/v1/{*path}", any(handle_v1))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::map_response(common_headers))
+        .layer(middleware::from_fn(trace_request))
+        .with_state(gw)
+}
+
+/// Serves the API on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gw: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(gw)).with_graceful_shutdown(shutdown).await
+}
+
+async fn trace_request(req: Request<Body>, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+        http.method = %req.method(),
+        http.status = tracing::field::Empty,
+    );
+    set_parent(&span, req.headers());
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.status", resp.status().as_u16());
+    resp
+}
+
+/// Every response carries `Cache-Control: no-store` and a JSON content type
+/// (even 204s), as Vault's do.
+async fn common_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.entry(header::CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/json"));
+    resp
+}
+
+async fn handle_v1(State(gw): State<Gateway>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().strip_prefix("/v1/").unwrap_or_default().to_string();
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(url_decode_pairs)
+        .unwrap_or_default();
+    let body = match request::read_body(&parts.headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let req = ApiRequest {
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+    };
+    match dispatch(&gw, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex_val(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Routes one request. Lifecycle endpoints first; everything else needs an
+/// unsealed system and a mount (mounts arrive with the secrets engines).
+pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
+    if req.path.is_empty() || req.path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(ApiError::not_found());
+    }
+    request::operation(&req.method, &req.query)?;
+    match req.path.as_str() {
+        "sys/init" => sys::lifecycle::init(gw, req).await,
+        "sys/unseal" => sys::lifecycle::unseal(gw, req).await,
+        "sys/seal-status" => sys::lifecycle::seal_status(gw, req).await,
+        "sys/seal" => sys::lifecycle::seal(gw, req).await,
+        "sys/health" => sys::lifecycle::health(gw, req).await,
+        "sys/leader" => sys::lifecycle::leader(gw, req).await,
+        path => {
+            if gw.sealed() {
+                return Err(ApiError::sealed());
+            }
+            Err(ApiError::no_route(path.trim_end_matches('/')))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            url_decode_pairs("list=true&a=b%20c&x"),
+            vec![
+                ("list".into(), "true".into()),
+                ("a".into(), "b c".into()),
+                ("x".into(), "".into())
+            ]
+        );
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+        assert_eq!(percent_decode("é%"), "é%");
+    }
+}

@@ -1,0 +1,338 @@
+//! `bulwark server`: runs any set of services in one process.
+//!
+//! Services are started in dependency order (seal first, the gateway last) and
+//! stopped together. Services in the same process still talk to each other
+//! over mTLS gRPC on loopback, exactly as separate processes do.
+//!
+//! * `-dev`: every service, SQLite in memory, certificates generated in
+//!   memory, initialized with one share and unsealed, root token printed.
+//! * `-config FILE`: what the file says (storage, listener, cluster
+//!   addresses, certificate directory), starting uninitialized or sealed.
+//! * `--target=seal,kv`: only these services (overrides the file's `target`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use base64::Engine as _;
+use bulwark_proto::seal::v1::seal_client::SealClient;
+use bulwark_proto::seal::v1::{InitRequest, UnsealRequest};
+use bulwark_shared::config::{parse_targets, ServerConfig};
+use bulwark_shared::grpc::{self, Channel};
+use bulwark_shared::storage::{Database, StorageConfig};
+use bulwark_shared::telemetry::{self, LogFormat};
+use bulwark_shared::tls::{ensure_certs, InternalCa, ServiceIdentity};
+use bulwark_shared::ServiceName;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use zeroize::Zeroizing;
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Development mode: everything in memory, initialized, unsealed.
+    #[arg(long)]
+    pub dev: bool,
+    /// Root token to create in dev mode (default: random).
+    #[arg(long = "dev-root-token-id", env = "VAULT_DEV_ROOT_TOKEN_ID")]
+    pub dev_root_token_id: Option<String>,
+    /// HTTP address in dev mode.
+    #[arg(long = "dev-listen-address", env = "VAULT_DEV_LISTEN_ADDRESS", default_value = "127.0.0.1:8200")]
+    pub dev_listen_address: String,
+    /// Server configuration file (HCL).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Services to run: `all`, or a comma-separated list (seal, auth, policy,
+    /// kv, dynamic-db, pki, audit, gateway).
+    #[arg(long, value_delimiter = ',')]
+    pub target: Vec<String>,
+    /// Log level (trace, debug, info, warn, error).
+    #[arg(long = "log-level", env = "VAULT_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+enum Certs {
+    /// Generated in memory for this process only (dev mode).
+    Memory(BTreeMap<ServiceName, ServiceIdentity>),
+    /// Read from a directory (created there if missing).
+    Dir(PathBuf),
+}
+
+struct Plan {
+    targets: Vec<ServiceName>,
+    storage: StorageConfig,
+    http_address: String,
+    addresses: BTreeMap<ServiceName, String>,
+    certs: Certs,
+    dev_root_token: Option<String>,
+    log_level: String,
+    log_format: LogFormat,
+}
+
+impl Plan {
+    fn dev(a: &ServerArgs) -> anyhow::Result<Plan> {
+        let ca = InternalCa::generate()?;
+        let mut ids = BTreeMap::new();
+        for name in ServiceName::ALL {
+            let leaf = ca.issue(name, &[], 365)?;
+            ids.insert(
+                name,
+                ServiceIdentity::from_pem(name, leaf.cert_pem, leaf.key_pem, ca.cert_pem().to_string()),
+            );
+        }
+        let targets = if a.target.is_empty() {
+            ServiceName::ALL.to_vec()
+        } else {
+            parse_targets(&a.target).map_err(|e| anyhow!(e))?
+        };
+        Ok(Plan {
+            targets,
+            storage: StorageConfig::SqliteMemory,
+            http_address: a.dev_listen_address.clone(),
+            addresses: BTreeMap::new(),
+            certs: Certs::Memory(ids),
+            dev_root_token: Some(a.dev_root_token_id.clone().unwrap_or_default()),
+            log_level: a.log_level.clone().unwrap_or_else(|| "info".into()),
+            log_format: LogFormat::Text,
+        })
+    }
+
+    fn from_config(a: &ServerArgs, path: &PathBuf) -> anyhow::Result<Plan> {
+        let cfg = ServerConfig::load(path)?;
+        let targets = if a.target.is_empty() {
+            cfg.targets
+        } else {
+            parse_targets(&a.target).map_err(|e| anyhow!("--target: {e}"))?
+        };
+        for name in ServiceName::ALL {
+            if name != ServiceName::Gateway && !targets.contains(&name) && !cfg.addresses.contains_key(&name) {
+                return Err(anyhow!(
+                    "{}: cluster: service {name} is not run by this process, so its address is required",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Plan {
+            targets,
+            storage: cfg.storage,
+            http_address: cfg.http_address,
+            addresses: cfg.addresses,
+            certs: Certs::Dir(cfg.cert_dir),
+            dev_root_token: None,
+            log_level: a.log_level.clone().unwrap_or(cfg.log_level),
+            log_format: cfg.log_format,
+        })
+    }
+
+    fn identity(&self, name: ServiceName) -> anyhow::Result<ServiceIdentity> {
+        match &self.certs {
+            Certs::Memory(ids) => ids.get(&name).cloned().context("no identity"),
+            Certs::Dir(dir) => Ok(ServiceIdentity::load(dir, name)?),
+        }
+    }
+}
+
+pub fn run(a: ServerArgs) -> ExitCode {
+    let plan = match (a.dev, &a.config) {
+        (true, _) => Plan::dev(&a),
+        (false, Some(path)) => Plan::from_config(&a, path),
+        (false, None) => Err(anyhow!("a configuration file must be given with -config, or use -dev")),
+    };
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return ExitCode::from(64);
+        }
+    };
+    telemetry::init(&plan.log_level, plan.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(serve(plan)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve(plan: Plan) -> anyhow::Result<()> {
+    if let Certs::Dir(dir) = &plan.certs {
+        ensure_certs(dir, &plan.targets, &[]).with_context(|| format!("certificates in {}", dir.display()))?;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+
+    // Bind every gRPC listener of this process first, so that all addresses
+    // are known before anything connects.
+    let mut listeners = BTreeMap::new();
+    let mut addresses = plan.addresses.clone();
+    for &name in plan.targets.iter().filter(|n| **n != ServiceName::Gateway) {
+        let bind = plan.addresses.get(&name).map_or("127.0.0.1:0", String::as_str);
+        let l = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen for {name} on {bind}"))?;
+        addresses.insert(name, l.local_addr()?.to_string());
+        listeners.insert(name, l);
+    }
+    let needs_storage = plan.targets.iter().any(|n| *n == ServiceName::Seal);
+    let db = if needs_storage {
+        Some(Database::connect(&plan.storage).await.context("storage")?)
+    } else {
+        None
+    };
+    let channel = |from: &ServiceIdentity, to: ServiceName| -> anyhow::Result<Channel> {
+        let addr = addresses
+            .get(&to)
+            .with_context(|| format!("no address for service {to}"))?;
+        Ok(grpc::connect(from, to, addr)?)
+    };
+
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let mut http_addr = None;
+    for &name in &plan.targets {
+        let id = plan.identity(name)?;
+        match name {
+            ServiceName::Seal => {
+                let listener = listeners.remove(&name).context("seal listener")?;
+                let db = db.clone().context("storage")?;
+                let stop = stopped();
+                tasks.spawn(async move { Ok(bulwark_seal::serve(id, db, listener, stop).await?) });
+            }
+            ServiceName::Gateway => {
+                let gw = bulwark_gateway::Gateway::new(bulwark_gateway::Upstreams {
+                    seal: channel(&id, ServiceName::Seal)?,
+                });
+                let http = TcpListener::bind(&plan.http_address)
+                    .await
+                    .with_context(|| format!("cannot listen for HTTP on {}", plan.http_address))?;
+                http_addr = Some(http.local_addr()?);
+                let ready = gw.clone();
+                let stop = stopped();
+                tasks.spawn(async move { Ok(bulwark_gateway::serve(http, gw, stop).await?) });
+                // Serve only once the gateway knows the seal state.
+                tokio::time::timeout(std::time::Duration::from_secs(30), ready.wait_connected())
+                    .await
+                    .context("the seal service did not answer within 30s")?;
+            }
+            other => {
+                let listener = listeners.remove(&other).context("listener")?;
+                let seal = channel(&id, ServiceName::Seal)?;
+                let stop = stopped();
+                tasks.spawn(async move { Ok(grpc::serve_runtime_only(&id, seal, listener, stop).await?) });
+            }
+        }
+    }
+
+    if let Some(root_token_id) = &plan.dev_root_token {
+        let id = plan.identity(ServiceName::Gateway)?;
+        let (key, token) = dev_bootstrap(channel(&id, ServiceName::Seal)?, root_token_id).await?;
+        print_dev_banner(http_addr, &key, &token);
+    }
+    println!("==> Bulwark server configuration:\n");
+    for (name, addr) in &addresses {
+        if plan.targets.contains(name) {
+            println!("{:>16}: {addr}", format!("gRPC {name}"));
+        }
+    }
+    println!("{:>16}: {}", "Storage", storage_kind(&plan.storage));
+    if let Some(a) = http_addr {
+        println!("     Api Address: http://{a}");
+    }
+    println!("\n==> Bulwark server started! Log data will stream in below:\n");
+
+    let result = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        Some(done) = tasks.join_next() => match done {
+            Ok(Ok(())) => Err(anyhow!("a service stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow!("a service crashed: {e}")),
+        },
+    };
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if let Some(db) = db {
+        db.close().await;
+    }
+    result
+}
+
+fn storage_kind(s: &StorageConfig) -> &'static str {
+    match s {
+        StorageConfig::Sqlite { .. } => "sqlite",
+        StorageConfig::SqliteMemory => "inmem (sqlite)",
+        StorageConfig::Postgres { .. } => "postgresql",
+    }
+}
+
+/// Dev mode: initialize with a single share and unseal at once.
+async fn dev_bootstrap(seal: Channel, root_token_id: &str) -> anyhow::Result<(Zeroizing<Vec<u8>>, String)> {
+    let mut seal = SealClient::new(seal);
+    let out = seal
+        .init(InitRequest {
+            secret_shares: 1,
+            secret_threshold: 1,
+            root_token_id: root_token_id.to_string(),
+        })
+        .await
+        .map_err(|s| anyhow!("dev init: {}", s.message()))?
+        .into_inner();
+    let key = Zeroizing::new(out.keys.into_iter().next().context("no key share")?);
+    seal.unseal(UnsealRequest {
+        key: key.to_vec(),
+        reset: false,
+    })
+    .await
+    .map_err(|s| anyhow!("dev unseal: {}", s.message()))?;
+    Ok((key, out.root_token))
+}
+
+fn print_dev_banner(addr: Option<std::net::SocketAddr>, key: &[u8], token: &str) {
+    let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+    println!(
+        "WARNING! dev mode is enabled! In this mode, Bulwark runs entirely in-memory\n\
+         and starts unsealed with a single unseal key. The root token is already\n\
+         authenticated to the CLI, so you can immediately begin using Bulwark.\n\n\
+         You may need to set the following environment variables:\n\n    \
+         $ export VAULT_ADDR='http://{addr}'\n\n\
+         The unseal key and root token are displayed below in case you want to\n\
+         seal/unseal the Vault or re-authenticate.\n\n\
+         Unseal Key: {}\n\
+         Root Token: {token}\n\n\
+         Development mode should NOT be used in production installations!\n",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+}

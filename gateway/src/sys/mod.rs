@@ -1,0 +1,3 @@
+//! `sys/` endpoints served by the gateway itself.
+
+pub mod lifecycle;
