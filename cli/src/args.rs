@@ -17,7 +17,11 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
             continue;
         }
         let name_len = a[1..].split('=').next().map_or(0, str::len);
-        if a.starts_with('-') && !a.starts_with("--") && name_len > 1 && a[1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+        if a.starts_with('-')
+            && !a.starts_with("--")
+            && name_len > 1
+            && a[1..].starts_with(|c: char| c.is_ascii_alphabetic())
+        {
             out.push(format!("-{a}"));
         } else {
             out.push(a);
@@ -39,7 +43,13 @@ mod tests {
         assert_eq!(n(&["b", "server", "-dev"]), vec!["b", "server", "--dev"]);
         assert_eq!(
             n(&["b", "server", "-dev-root-token-id=root", "--target", "seal"]),
-            vec!["b", "server", "--dev-root-token-id=root", "--target", "seal"]
+            vec![
+                "b",
+                "server",
+                "--dev-root-token-id=root",
+                "--target",
+                "seal"
+            ]
         );
         assert_eq!(n(&["b", "-h"]), vec!["b", "-h"]);
         assert_eq!(n(&["b", "x", "--", "-dev"]), vec!["b", "x", "--", "-dev"]);

@@ -30,7 +30,11 @@ pub fn run(a: CertsArgs) -> ExitCode {
     };
     match ensure_certs(&a.dir, &services, &a.hostnames) {
         Ok(()) => {
-            println!("Certificates for {} service(s) are in {}", services.len(), a.dir.display());
+            println!(
+                "Certificates for {} service(s) are in {}",
+                services.len(),
+                a.dir.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -10,7 +10,11 @@ mod server;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bulwark", version, about = "A secrets manager that speaks the Vault HTTP API")]
+#[command(
+    name = "bulwark",
+    version,
+    about = "A secrets manager that speaks the Vault HTTP API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -38,7 +38,11 @@ pub struct ServerArgs {
     #[arg(long = "dev-root-token-id", env = "VAULT_DEV_ROOT_TOKEN_ID")]
     pub dev_root_token_id: Option<String>,
     /// HTTP address in dev mode.
-    #[arg(long = "dev-listen-address", env = "VAULT_DEV_LISTEN_ADDRESS", default_value = "127.0.0.1:8200")]
+    #[arg(
+        long = "dev-listen-address",
+        env = "VAULT_DEV_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:8200"
+    )]
     pub dev_listen_address: String,
     /// Server configuration file (HCL).
     #[arg(long)]
@@ -78,7 +82,12 @@ impl Plan {
             let leaf = ca.issue(name, &[], 365)?;
             ids.insert(
                 name,
-                ServiceIdentity::from_pem(name, leaf.cert_pem, leaf.key_pem, ca.cert_pem().to_string()),
+                ServiceIdentity::from_pem(
+                    name,
+                    leaf.cert_pem,
+                    leaf.key_pem,
+                    ca.cert_pem().to_string(),
+                ),
             );
         }
         let targets = if a.target.is_empty() {
@@ -98,7 +107,7 @@ impl Plan {
         })
     }
 
-    fn from_config(a: &ServerArgs, path: &PathBuf) -> anyhow::Result<Plan> {
+    fn from_config(a: &ServerArgs, path: &std::path::Path) -> anyhow::Result<Plan> {
         let cfg = ServerConfig::load(path)?;
         let targets = if a.target.is_empty() {
             cfg.targets
@@ -106,7 +115,10 @@ impl Plan {
             parse_targets(&a.target).map_err(|e| anyhow!("--target: {e}"))?
         };
         for name in ServiceName::ALL {
-            if name != ServiceName::Gateway && !targets.contains(&name) && !cfg.addresses.contains_key(&name) {
+            if name != ServiceName::Gateway
+                && !targets.contains(&name)
+                && !cfg.addresses.contains_key(&name)
+            {
                 return Err(anyhow!(
                     "{}: cluster: service {name} is not run by this process, so its address is required",
                     path.display()
@@ -137,7 +149,9 @@ pub fn run(a: ServerArgs) -> ExitCode {
     let plan = match (a.dev, &a.config) {
         (true, _) => Plan::dev(&a),
         (false, Some(path)) => Plan::from_config(&a, path),
-        (false, None) => Err(anyhow!("a configuration file must be given with -config, or use -dev")),
+        (false, None) => Err(anyhow!(
+            "a configuration file must be given with -config, or use -dev"
+        )),
     };
     let plan = match plan {
         Ok(p) => p,
@@ -147,7 +161,10 @@ pub fn run(a: ServerArgs) -> ExitCode {
         }
     };
     telemetry::init(&plan.log_level, plan.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the runtime: {e}");
@@ -166,10 +183,11 @@ pub fn run(a: ServerArgs) -> ExitCode {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -183,7 +201,8 @@ async fn shutdown_signal() {
 
 async fn serve(plan: Plan) -> anyhow::Result<()> {
     if let Certs::Dir(dir) = &plan.certs {
-        ensure_certs(dir, &plan.targets, &[]).with_context(|| format!("certificates in {}", dir.display()))?;
+        ensure_certs(dir, &plan.targets, &[])
+            .with_context(|| format!("certificates in {}", dir.display()))?;
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -198,14 +217,17 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
     let mut listeners = BTreeMap::new();
     let mut addresses = plan.addresses.clone();
     for &name in plan.targets.iter().filter(|n| **n != ServiceName::Gateway) {
-        let bind = plan.addresses.get(&name).map_or("127.0.0.1:0", String::as_str);
+        let bind = plan
+            .addresses
+            .get(&name)
+            .map_or("127.0.0.1:0", String::as_str);
         let l = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen for {name} on {bind}"))?;
         addresses.insert(name, l.local_addr()?.to_string());
         listeners.insert(name, l);
     }
-    let needs_storage = plan.targets.iter().any(|n| *n == ServiceName::Seal);
+    let needs_storage = plan.targets.contains(&ServiceName::Seal);
     let db = if needs_storage {
         Some(Database::connect(&plan.storage).await.context("storage")?)
     } else {
@@ -249,7 +271,9 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 let listener = listeners.remove(&other).context("listener")?;
                 let seal = channel(&id, ServiceName::Seal)?;
                 let stop = stopped();
-                tasks.spawn(async move { Ok(grpc::serve_runtime_only(&id, seal, listener, stop).await?) });
+                tasks.spawn(async move {
+                    Ok(grpc::serve_runtime_only(&id, seal, listener, stop).await?)
+                });
             }
         }
     }
@@ -299,7 +323,10 @@ fn storage_kind(s: &StorageConfig) -> &'static str {
 }
 
 /// Dev mode: initialize with a single share and unseal at once.
-async fn dev_bootstrap(seal: Channel, root_token_id: &str) -> anyhow::Result<(Zeroizing<Vec<u8>>, String)> {
+async fn dev_bootstrap(
+    seal: Channel,
+    root_token_id: &str,
+) -> anyhow::Result<(Zeroizing<Vec<u8>>, String)> {
     let mut seal = SealClient::new(seal);
     let out = seal
         .init(InitRequest {

@@ -57,9 +57,10 @@ impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
         let status = match s.code() {
-            Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists | Code::OutOfRange => {
-                StatusCode::BAD_REQUEST
-            }
+            Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::AlreadyExists
+            | Code::OutOfRange => StatusCode::BAD_REQUEST,
             Code::PermissionDenied | Code::Unauthenticated => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::Unimplemented => StatusCode::METHOD_NOT_ALLOWED,
@@ -102,11 +103,27 @@ mod tests {
     fn status_codes_follow_vault() {
         let cases = [
             (tonic::Status::invalid_argument("bad"), 400, "bad"),
-            (tonic::Status::permission_denied("svc x may not"), 403, "permission denied"),
-            (tonic::Status::unauthenticated("why"), 403, "permission denied"),
+            (
+                tonic::Status::permission_denied("svc x may not"),
+                403,
+                "permission denied",
+            ),
+            (
+                tonic::Status::unauthenticated("why"),
+                403,
+                "permission denied",
+            ),
             (tonic::Status::not_found("gone"), 404, "gone"),
-            (tonic::Status::unavailable("Vault is sealed"), 503, "Vault is sealed"),
-            (tonic::Status::resource_exhausted("slow down"), 429, "slow down"),
+            (
+                tonic::Status::unavailable("Vault is sealed"),
+                503,
+                "Vault is sealed",
+            ),
+            (
+                tonic::Status::resource_exhausted("slow down"),
+                429,
+                "slow down",
+            ),
             (tonic::Status::internal(""), 500, "Internal Server Error"),
         ];
         for (status, code, msg) in cases {

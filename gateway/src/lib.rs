@@ -106,7 +106,9 @@ pub async fn serve(
     gw: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(gw)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(gw))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn trace_request(req: Request<Body>, next: Next) -> Response {
@@ -134,12 +136,13 @@ async fn common_headers(mut resp: Response) -> Response {
 
 async fn handle_v1(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().strip_prefix("/v1/").unwrap_or_default().to_string();
-    let query: Vec<(String, String)> = parts
+    let path = parts
         .uri
-        .query()
-        .map(url_decode_pairs)
-        .unwrap_or_default();
+        .path()
+        .strip_prefix("/v1/")
+        .unwrap_or_default()
+        .to_string();
+    let query: Vec<(String, String)> = parts.uri.query().map(url_decode_pairs).unwrap_or_default();
     let body = match request::read_body(&parts.headers, body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -177,15 +180,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;

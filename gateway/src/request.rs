@@ -27,25 +27,30 @@ pub enum Operation {
 /// for listing, used by hvac, node-vault and vaultrs.
 pub fn operation(method: &Method, query: &[(String, String)]) -> Result<Operation, ApiError> {
     let op = match method.as_str() {
-        "GET" => {
-            match query.iter().find(|(k, _)| k == "list") {
-                Some((_, v)) => {
-                    if parse_bool(v).ok_or_else(|| ApiError::bad_request(format!("invalid list value {v:?}")))? {
-                        Operation::List
-                    } else {
-                        Operation::Read
-                    }
+        "GET" => match query.iter().find(|(k, _)| k == "list") {
+            Some((_, v)) => {
+                if parse_bool(v)
+                    .ok_or_else(|| ApiError::bad_request(format!("invalid list value {v:?}")))?
+                {
+                    Operation::List
+                } else {
+                    Operation::Read
                 }
-                None => Operation::Read,
             }
-        }
+            None => Operation::Read,
+        },
         "LIST" => Operation::List,
         "POST" | "PUT" => Operation::Write,
         "DELETE" => Operation::Delete,
         "PATCH" => Operation::Patch,
         "HEAD" => Operation::Head,
         "OPTIONS" => Operation::Options,
-        _ => return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported operation")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "unsupported operation",
+            ))
+        }
     };
     Ok(op)
 }
@@ -65,7 +70,10 @@ pub fn client_token(headers: &HeaderMap) -> Option<String> {
         let t = v.to_str().ok()?.trim();
         return (!t.is_empty()).then(|| t.to_string());
     }
-    let auth = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = auth.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
@@ -88,15 +96,17 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, 
             return Err(too_large());
         }
     }
-    axum::body::to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|e| {
-        let limited = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if limited {
-            too_large()
-        } else {
-            ApiError::bad_request(format!("failed to read request body: {e}"))
-        }
-    })
+    axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+        .await
+        .map_err(|e| {
+            let limited = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if limited {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("failed to read request body: {e}"))
+            }
+        })
 }
 
 /// Parses a body as a JSON object. Empty means `{}`; anything but an object
@@ -107,8 +117,12 @@ pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request("failed to parse JSON input: request body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request(format!("failed to parse JSON input: {e}"))),
+        Ok(_) => Err(ApiError::bad_request(
+            "failed to parse JSON input: request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "failed to parse JSON input: {e}"
+        ))),
     }
 }
 
@@ -127,7 +141,9 @@ impl Fields<'_> {
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-            Some(_) => Err(ApiError::bad_request(format!("field {key:?} must be a string"))),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "field {key:?} must be a string"
+            ))),
         }
     }
 
@@ -138,7 +154,9 @@ impl Fields<'_> {
             Some(Value::String(s)) => parse_bool(s)
                 .map(Some)
                 .ok_or_else(|| ApiError::bad_request(format!("field {key:?} must be a boolean"))),
-            Some(_) => Err(ApiError::bad_request(format!("field {key:?} must be a boolean"))),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "field {key:?} must be a boolean"
+            ))),
         }
     }
 
@@ -146,7 +164,11 @@ impl Fields<'_> {
         let bad = || ApiError::bad_request(format!("field {key:?} must be a non-negative integer"));
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()).map(Some).ok_or_else(bad),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .map(Some)
+                .ok_or_else(bad),
             Some(Value::String(s)) => s.trim().parse::<u32>().map(Some).map_err(|_| bad()),
             Some(_) => Err(bad()),
         }
@@ -159,11 +181,20 @@ impl Fields<'_> {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s.clone()),
-                    _ => Err(ApiError::bad_request(format!("field {key:?} must be a list of strings"))),
+                    _ => Err(ApiError::bad_request(format!(
+                        "field {key:?} must be a list of strings"
+                    ))),
                 })
                 .collect(),
-            Some(Value::String(s)) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
-            Some(_) => Err(ApiError::bad_request(format!("field {key:?} must be a list of strings"))),
+            Some(Value::String(s)) => Ok(s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "field {key:?} must be a list of strings"
+            ))),
         }
     }
 }
@@ -177,10 +208,22 @@ mod tests {
     fn operations() {
         let q = |v: &str| vec![("list".to_string(), v.to_string())];
         assert_eq!(operation(&Method::GET, &[]).unwrap(), Operation::Read);
-        assert_eq!(operation(&Method::GET, &q("true")).unwrap(), Operation::List);
-        assert_eq!(operation(&Method::GET, &q("false")).unwrap(), Operation::Read);
-        assert_eq!(operation(&Method::GET, &q("maybe")).unwrap_err().status, 400);
-        assert_eq!(operation(&Method::from_bytes(b"LIST").unwrap(), &[]).unwrap(), Operation::List);
+        assert_eq!(
+            operation(&Method::GET, &q("true")).unwrap(),
+            Operation::List
+        );
+        assert_eq!(
+            operation(&Method::GET, &q("false")).unwrap(),
+            Operation::Read
+        );
+        assert_eq!(
+            operation(&Method::GET, &q("maybe")).unwrap_err().status,
+            400
+        );
+        assert_eq!(
+            operation(&Method::from_bytes(b"LIST").unwrap(), &[]).unwrap(),
+            Operation::List
+        );
         assert_eq!(operation(&Method::PUT, &[]).unwrap(), Operation::Write);
         assert_eq!(operation(&Method::TRACE, &[]).unwrap_err().status, 405);
     }
@@ -209,7 +252,8 @@ mod tests {
 
     #[test]
     fn fields_treat_null_as_absent() {
-        let m = json_object(br#"{"a":null,"n":5,"s":"7","b":"true","l":"x, y","bad":[1]}"#).unwrap();
+        let m =
+            json_object(br#"{"a":null,"n":5,"s":"7","b":"true","l":"x, y","bad":[1]}"#).unwrap();
         let f = Fields(&m);
         assert_eq!(f.u32("a").unwrap(), None);
         assert_eq!(f.u32("n").unwrap(), Some(5));

@@ -45,7 +45,9 @@ impl From<BarrierError> for tonic::Status {
     fn from(e: BarrierError) -> Self {
         match &e {
             BarrierError::Key(KeyError::Sealed) => tonic::Status::unavailable("Vault is sealed"),
-            BarrierError::Key(KeyError::Unavailable(_)) => tonic::Status::unavailable(e.to_string()),
+            BarrierError::Key(KeyError::Unavailable(_)) => {
+                tonic::Status::unavailable(e.to_string())
+            }
             _ => {
                 tracing::error!(error = %e, "barrier failure");
                 tonic::Status::internal("internal error")
@@ -60,7 +62,13 @@ pub fn seal_value(term: u32, key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec
     let mut nonce = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("AES-GCM encryption cannot fail for in-memory buffers");
     let mut out = Vec::with_capacity(HEADER + ct.len());
     out.push(VERSION);
@@ -75,7 +83,9 @@ pub fn value_term(sealed: &[u8]) -> Option<u32> {
     if sealed.len() < HEADER + 16 || sealed[0] != VERSION {
         return None;
     }
-    Some(u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
+    Some(u32::from_be_bytes([
+        sealed[1], sealed[2], sealed[3], sealed[4],
+    ]))
 }
 
 /// Decrypts a value made by [`seal_value`]; `None` if it does not authenticate.
@@ -84,7 +94,13 @@ pub fn open_value(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<
     let cipher = Aes256Gcm::new_from_slice(key.as_slice()).ok()?;
     let nonce = Nonce::from_slice(&sealed[5..HEADER]);
     cipher
-        .decrypt(nonce, Payload { msg: &sealed[HEADER..], aad })
+        .decrypt(
+            nonce,
+            Payload {
+                msg: &sealed[HEADER..],
+                aad,
+            },
+        )
         .ok()
         .map(Zeroizing::new)
 }
@@ -122,7 +138,8 @@ impl Barrier {
     async fn decrypt(&self, path: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
         let term = value_term(sealed).ok_or_else(|| BarrierError::Corrupt(path.to_string()))?;
         let key = self.keyring.get(term).await?;
-        open_value(&key, &self.aad(path), sealed).ok_or_else(|| BarrierError::Corrupt(path.to_string()))
+        open_value(&key, &self.aad(path), sealed)
+            .ok_or_else(|| BarrierError::Corrupt(path.to_string()))
     }
 
     pub async fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, BarrierError> {
@@ -155,7 +172,10 @@ impl Barrier {
         Ok(self.storage.list(prefix).await?)
     }
 
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, BarrierError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, BarrierError> {
         match self.get(path).await? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -183,11 +203,23 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip_and_no_plaintext_at_rest() {
-        let db = Database::connect(&StorageConfig::SqliteMemory).await.unwrap();
+        let db = Database::connect(&StorageConfig::SqliteMemory)
+            .await
+            .unwrap();
         let b = barrier("svc", &db, 7).await;
         b.put("a/b", b"very secret value").await.unwrap();
-        assert_eq!(b.get("a/b").await.unwrap().unwrap().as_slice(), b"very secret value");
-        let raw = db.namespace("svc").await.unwrap().get("a/b").await.unwrap().unwrap();
+        assert_eq!(
+            b.get("a/b").await.unwrap().unwrap().as_slice(),
+            b"very secret value"
+        );
+        let raw = db
+            .namespace("svc")
+            .await
+            .unwrap()
+            .get("a/b")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!raw.windows(6).any(|w| w == b"secret"));
         assert_eq!(value_term(&raw), Some(1));
         assert_eq!(b.list("a/").await.unwrap(), vec!["b"]);
@@ -195,7 +227,9 @@ mod tests {
 
     #[tokio::test]
     async fn values_are_bound_to_path_namespace_and_key() {
-        let db = Database::connect(&StorageConfig::SqliteMemory).await.unwrap();
+        let db = Database::connect(&StorageConfig::SqliteMemory)
+            .await
+            .unwrap();
         let b = barrier("svc", &db, 7).await;
         b.put("one", b"x").await.unwrap();
         let raw_store = db.namespace("svc").await.unwrap();
@@ -205,8 +239,16 @@ mod tests {
         assert!(matches!(b.get("two").await, Err(BarrierError::Corrupt(_))));
         // Another service with another key cannot read it, even copied into its table.
         let other = barrier("other", &db, 8).await;
-        db.namespace("other").await.unwrap().put("one", &raw).await.unwrap();
-        assert!(matches!(other.get("one").await, Err(BarrierError::Corrupt(_))));
+        db.namespace("other")
+            .await
+            .unwrap()
+            .put("one", &raw)
+            .await
+            .unwrap();
+        assert!(matches!(
+            other.get("one").await,
+            Err(BarrierError::Corrupt(_))
+        ));
         // Flipped bit: refused.
         let mut bad = raw.clone();
         let last = bad.len() - 1;
@@ -217,7 +259,9 @@ mod tests {
 
     #[tokio::test]
     async fn sealed_refuses_everything() {
-        let db = Database::connect(&StorageConfig::SqliteMemory).await.unwrap();
+        let db = Database::connect(&StorageConfig::SqliteMemory)
+            .await
+            .unwrap();
         let b = barrier("svc", &db, 7).await;
         b.put("k", b"v").await.unwrap();
         b.keyring().clear();
@@ -229,16 +273,28 @@ mod tests {
 
     #[tokio::test]
     async fn old_terms_stay_readable_after_rotation() {
-        let db = Database::connect(&StorageConfig::SqliteMemory).await.unwrap();
+        let db = Database::connect(&StorageConfig::SqliteMemory)
+            .await
+            .unwrap();
         let b = barrier("svc", &db, 7).await;
         b.put("old", b"v1").await.unwrap();
         b.keyring().install(
             2,
-            [(1, Zeroizing::new([7u8; 32])), (2, Zeroizing::new([9u8; 32]))],
+            [
+                (1, Zeroizing::new([7u8; 32])),
+                (2, Zeroizing::new([9u8; 32])),
+            ],
         );
         b.put("new", b"v2").await.unwrap();
         assert_eq!(b.get("old").await.unwrap().unwrap().as_slice(), b"v1");
-        let raw = db.namespace("svc").await.unwrap().get("new").await.unwrap().unwrap();
+        let raw = db
+            .namespace("svc")
+            .await
+            .unwrap()
+            .get("new")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(value_term(&raw), Some(2));
     }
 }

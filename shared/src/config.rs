@@ -152,8 +152,12 @@ impl ServerConfig {
         };
         let targets = match raw.target {
             None => ServiceName::ALL.to_vec(),
-            Some(RawTarget::One(s)) => parse_targets(&[s]).map_err(|e| invalid(format!("target: {e}")))?,
-            Some(RawTarget::Many(v)) => parse_targets(&v).map_err(|e| invalid(format!("target: {e}")))?,
+            Some(RawTarget::One(s)) => {
+                parse_targets(&[s]).map_err(|e| invalid(format!("target: {e}")))?
+            }
+            Some(RawTarget::Many(v)) => {
+                parse_targets(&v).map_err(|e| invalid(format!("target: {e}")))?
+            }
         };
         if raw.storage.len() > 1 {
             return Err(invalid("only one storage block is allowed".into()));
@@ -175,12 +179,13 @@ impl ServerConfig {
                 }
                 "postgresql" => {
                     if s.path.is_some() {
-                        return Err(invalid("storage \"postgresql\" takes connection_url, not path".into()));
+                        return Err(invalid(
+                            "storage \"postgresql\" takes connection_url, not path".into(),
+                        ));
                     }
-                    let url = s
-                        .connection_url
-                        .filter(|u| !u.is_empty())
-                        .ok_or_else(|| invalid("storage \"postgresql\": connection_url is required".into()))?;
+                    let url = s.connection_url.filter(|u| !u.is_empty()).ok_or_else(|| {
+                        invalid("storage \"postgresql\": connection_url is required".into())
+                    })?;
                     StorageConfig::Postgres {
                         url,
                         max_connections: s.max_connections.unwrap_or(10),
@@ -199,7 +204,9 @@ impl ServerConfig {
         let mut http_address = "127.0.0.1:8200".to_string();
         if let Some((kind, l)) = raw.listener.into_iter().next() {
             if kind != "tcp" {
-                return Err(invalid(format!("unknown listener type {kind:?} (expected \"tcp\")")));
+                return Err(invalid(format!(
+                    "unknown listener type {kind:?} (expected \"tcp\")"
+                )));
             }
             if l.tls_disable == Some(false) {
                 return Err(invalid(
@@ -210,7 +217,8 @@ impl ServerConfig {
                 http_address = a;
             }
         }
-        validate_addr(&http_address).map_err(|e| invalid(format!("listener \"tcp\" address: {e}")))?;
+        validate_addr(&http_address)
+            .map_err(|e| invalid(format!("listener \"tcp\" address: {e}")))?;
         let cluster = raw.cluster.unwrap_or(RawCluster {
             cert_dir: None,
             seal: None,
@@ -237,7 +245,10 @@ impl ServerConfig {
             }
         }
         for name in ServiceName::ALL {
-            if name != ServiceName::Gateway && !targets.contains(&name) && !addresses.contains_key(&name) {
+            if name != ServiceName::Gateway
+                && !targets.contains(&name)
+                && !addresses.contains_key(&name)
+            {
                 return Err(invalid(format!(
                     "cluster: service {name} is not run by this process, so its address is required"
                 )));
@@ -246,7 +257,11 @@ impl ServerConfig {
         let log_format = match raw.log_format.as_deref() {
             None | Some("text") | Some("standard") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(invalid(format!("log_format {other:?} (expected \"text\" or \"json\")"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "log_format {other:?} (expected \"text\" or \"json\")"
+                )))
+            }
         };
         Ok(ServerConfig {
             targets,
@@ -261,7 +276,9 @@ impl ServerConfig {
 }
 
 fn validate_addr(a: &str) -> Result<(), String> {
-    let (host, port) = a.rsplit_once(':').ok_or_else(|| format!("{a:?} is not host:port"))?;
+    let (host, port) = a
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{a:?} is not host:port"))?;
     if host.is_empty() || port.parse::<u16>().is_err() {
         return Err(format!("{a:?} is not host:port"));
     }
@@ -297,7 +314,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.targets, vec![ServiceName::Seal, ServiceName::Gateway]);
-        assert!(matches!(c.storage, StorageConfig::Postgres { max_connections: 10, .. }));
+        assert!(matches!(
+            c.storage,
+            StorageConfig::Postgres {
+                max_connections: 10,
+                ..
+            }
+        ));
         assert_eq!(c.http_address, "0.0.0.0:8200");
         assert_eq!(c.addresses[&ServiceName::DynamicDb], "d:1");
         assert_eq!(c.log_format, LogFormat::Json);
@@ -311,7 +334,9 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        ServerConfig::parse("bad.hcl", text).unwrap_err().to_string()
+        ServerConfig::parse("bad.hcl", text)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

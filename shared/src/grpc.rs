@@ -65,7 +65,11 @@ pub async fn serve(
 
 /// A lazily connected channel from `identity` to the service `target` at `addr`
 /// (`host:port`). The server must present a certificate naming `target`.
-pub fn connect(identity: &ServiceIdentity, target: ServiceName, addr: &str) -> Result<Channel, GrpcError> {
+pub fn connect(
+    identity: &ServiceIdentity,
+    target: ServiceName,
+    addr: &str,
+) -> Result<Channel, GrpcError> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
         .map_err(|_| GrpcError::BadAddress(addr.to_string()))?
         .tls_config(identity.client_tls(target))?
@@ -73,7 +77,10 @@ pub fn connect(identity: &ServiceIdentity, target: ServiceName, addr: &str) -> R
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(InterceptedService::new(endpoint.connect_lazy(), TraceInjector))
+    Ok(InterceptedService::new(
+        endpoint.connect_lazy(),
+        TraceInjector,
+    ))
 }
 
 /// What a service knows of the seal state.
@@ -117,7 +124,9 @@ impl KeyLoader for RemoteKeyLoader {
                 k.copy_from_slice(&raw);
                 Ok((resp.term, k))
             } else {
-                Err(KeyError::Unavailable("malformed key from seal service".into()))
+                Err(KeyError::Unavailable(
+                    "malformed key from seal service".into(),
+                ))
             };
             raw.zeroize();
             key
@@ -155,7 +164,11 @@ impl SealWatcher {
     }
 }
 
-async fn watch_loop(seal: SealClient<Channel>, keyring: Option<Keyring>, tx: watch::Sender<SealView>) {
+async fn watch_loop(
+    seal: SealClient<Channel>,
+    keyring: Option<Keyring>,
+    tx: watch::Sender<SealView>,
+) {
     let loader = RemoteKeyLoader { seal: seal.clone() };
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -210,7 +223,8 @@ pub struct KeyedRuntime {
     pub keyring: Keyring,
     pub seal: SealWatcher,
     pub health: HealthReporter,
-    pub health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    pub health_service:
+        tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
 }
 
 impl KeyedRuntime {
@@ -255,5 +269,12 @@ pub async fn serve_runtime_only(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GrpcError> {
     let rt = KeyedRuntime::start(SealClient::new(seal));
-    serve(identity, AllowList::new(), Routes::new(rt.health_service), listener, shutdown).await
+    serve(
+        identity,
+        AllowList::new(),
+        Routes::new(rt.health_service),
+        listener,
+        shutdown,
+    )
+    .await
 }

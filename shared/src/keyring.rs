@@ -118,7 +118,13 @@ mod tests {
     async fn sealed_until_installed_and_after_clear() {
         let k = Keyring::new();
         assert!(matches!(k.active(), Err(KeyError::Sealed)));
-        k.install(2, [(1, Zeroizing::new([1u8; 32])), (2, Zeroizing::new([2u8; 32]))]);
+        k.install(
+            2,
+            [
+                (1, Zeroizing::new([1u8; 32])),
+                (2, Zeroizing::new([2u8; 32])),
+            ],
+        );
         let (term, key) = k.active().unwrap();
         assert_eq!((term, key[0]), (2, 2));
         assert_eq!(k.get(1).await.unwrap()[0], 1);

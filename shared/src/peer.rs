@@ -143,7 +143,9 @@ where
             Some(_) => None,
         };
         match (refusal, caller) {
-            (Some(status), _) => futures::future::Either::Right(futures::future::ready(Ok(status.into_http()))),
+            (Some(status), _) => {
+                futures::future::Either::Right(futures::future::ready(Ok(status.into_http())))
+            }
             (None, Some(name)) => {
                 req.extensions_mut().insert(PeerIdentity(name));
                 futures::future::Either::Left(self.inner.call(req))

@@ -125,7 +125,8 @@ impl Database {
         // violation on the catalog); the table exists afterwards either way.
         let mut attempt = 0;
         loop {
-            let res = with_pool!(&self.pool, p => sqlx::query(&sql.create).execute(p).await.map(|_| ()));
+            let res =
+                with_pool!(&self.pool, p => sqlx::query(&sql.create).execute(p).await.map(|_| ()));
             match res {
                 Ok(_) => break,
                 Err(_) if attempt < 3 => {
@@ -339,10 +340,15 @@ pub mod test_util {
                     return;
                 };
                 rt.block_on(async move {
-                    if let Ok(pool) = PgPoolOptions::new().max_connections(1).connect(&admin).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&pool)
-                            .await;
+                    if let Ok(pool) = PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect(&admin)
+                        .await
+                    {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&pool)
+                                .await;
                         pool.close().await;
                     }
                 });
@@ -396,7 +402,12 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_memory() {
-        suite(Database::connect(&StorageConfig::SqliteMemory).await.unwrap()).await;
+        suite(
+            Database::connect(&StorageConfig::SqliteMemory)
+                .await
+                .unwrap(),
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -410,7 +421,9 @@ mod tests {
         suite(db.clone()).await;
         db.close().await;
         // Data survives reopening the file.
-        let db = Database::connect(&StorageConfig::Sqlite { path }).await.unwrap();
+        let db = Database::connect(&StorageConfig::Sqlite { path })
+            .await
+            .unwrap();
         let a = db.namespace("alpha").await.unwrap();
         assert_eq!(a.get("y").await.unwrap().as_deref(), Some(&b"three"[..]));
     }

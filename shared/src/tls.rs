@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -93,7 +93,8 @@ impl InternalCa {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
-        let key_pem = Zeroizing::new(std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?);
+        let key_pem =
+            Zeroizing::new(std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?);
         let key = KeyPair::from_pem(&key_pem)?;
         Ok(InternalCa {
             cert_pem,
@@ -119,7 +120,12 @@ impl InternalCa {
         days: i64,
     ) -> Result<LeafCert, TlsError> {
         let now = OffsetDateTime::now_utc();
-        self.issue_with_validity(service, hostnames, now - Duration::hours(1), now + Duration::days(days))
+        self.issue_with_validity(
+            service,
+            hostnames,
+            now - Duration::hours(1),
+            now + Duration::days(days),
+        )
     }
 
     /// Issues a certificate with an explicit validity window (tests use an
@@ -192,7 +198,11 @@ fn key_file(dir: &Path, service: ServiceName) -> std::path::PathBuf {
 
 /// Makes sure `dir` holds a CA and a certificate for each of `services`,
 /// creating whatever is missing. Existing files are left alone.
-pub fn ensure_certs(dir: &Path, services: &[ServiceName], hostnames: &[String]) -> Result<(), TlsError> {
+pub fn ensure_certs(
+    dir: &Path,
+    services: &[ServiceName],
+    hostnames: &[String],
+) -> Result<(), TlsError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let ca = if dir.join(CA_CERT_FILE).exists() {
         InternalCa::load(dir)?
@@ -222,7 +232,12 @@ pub struct ServiceIdentity {
 }
 
 impl ServiceIdentity {
-    pub fn from_pem(name: ServiceName, cert_pem: String, key_pem: Zeroizing<String>, ca_pem: String) -> Self {
+    pub fn from_pem(
+        name: ServiceName,
+        cert_pem: String,
+        key_pem: Zeroizing<String>,
+        ca_pem: String,
+    ) -> Self {
         ServiceIdentity {
             name,
             cert_pem,
@@ -269,7 +284,12 @@ mod tests {
     #[test]
     fn certs_carry_the_service_identity() {
         let dir = tempfile::tempdir().unwrap();
-        ensure_certs(dir.path(), &[ServiceName::Seal, ServiceName::Kv], &["node1.example".into()]).unwrap();
+        ensure_certs(
+            dir.path(),
+            &[ServiceName::Seal, ServiceName::Kv],
+            &["node1.example".into()],
+        )
+        .unwrap();
         let id = ServiceIdentity::load(dir.path(), ServiceName::Kv).unwrap();
         let der = rustls_pemfile_first(&id.cert_pem);
         assert_eq!(crate::peer::identity_of(&der), Some(ServiceName::Kv));
@@ -281,7 +301,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("kv-key.pem")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("kv-key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

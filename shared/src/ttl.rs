@@ -40,9 +40,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, TtlError> {
         if num_len == 0 {
             return Err(err("expected a number"));
         }
-        let value: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| err("bad number"))?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| err("bad number"))?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')

@@ -1,1 +1,426 @@
-//! placeholder
+//! Test harness: runs the real `bulwark` binary as one or several processes,
+//! with real certificates and storage, and talks to it the way clients do
+//! (HTTP to the gateway, mTLS gRPC to a service).
+//!
+//! The binary is found next to the test executable (`target/<profile>/bulwark`)
+//! or at `$BULWARK_BIN`; the README's test command builds it first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bulwark_shared::tls::ServiceIdentity;
+use bulwark_shared::ServiceName;
+use serde_json::Value;
+
+pub use bulwark_shared::storage::test_util::TestPg;
+
+/// The `bulwark` binary under test.
+pub fn bulwark_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("BULWARK_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("bulwark");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --bin bulwark) or set BULWARK_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One running `bulwark` process; killed on drop.
+pub struct Proc {
+    child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `bulwark <args>` and waits for its "server started" line.
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        let stdout = dir.join(format!("{name}.out"));
+        let stderr = dir.join(format!("{name}.err"));
+        let child = Command::new(bulwark_bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn bulwark");
+        let mut p = Proc {
+            child,
+            stdout,
+            stderr,
+            name: name.to_string(),
+        };
+        p.wait_for_output("Bulwark server started", Duration::from_secs(60));
+        p
+    }
+
+    /// Waits for `needle` on stdout; panics with the process's output if it
+    /// exits or does not say it in time.
+    pub fn wait_for_output(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+            if out.contains(needle) {
+                return out;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before saying {needle:?}\nstdout:\n{out}\nstderr:\n{}",
+                    self.name,
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not say {needle:?} within {timeout:?}\nstdout:\n{out}\nstderr:\n{}",
+                    self.name,
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// A line `Label: value` of the process's stdout.
+    pub fn field(&self, label: &str) -> Option<String> {
+        self.output()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_string()))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Where a cluster keeps its data.
+#[derive(Clone)]
+pub enum Store {
+    SqliteFile,
+    Postgres(String),
+}
+
+/// A Bulwark deployment under test: its processes, its files, its HTTP address.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub procs: Vec<Proc>,
+    pub http: String,
+    config: PathBuf,
+    layout: Layout,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One process per service, the gateway included.
+    Separate,
+    /// Every service in one process, from a config file with `target = "all"`.
+    AllInOne,
+}
+
+impl Cluster {
+    pub fn start(layout: Layout, store: Store) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let certs = dir.path().join("certs");
+        let status = Command::new(bulwark_bin())
+            .args(["certs", "-dir", certs.to_str().expect("utf-8 path")])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run bulwark certs");
+        assert!(status.success(), "bulwark certs failed");
+        let http_port = free_port();
+        let storage = match &store {
+            Store::SqliteFile => format!(
+                "storage \"sqlite\" {{ path = \"{}\" }}",
+                dir.path().join("bulwark.db").display()
+            ),
+            Store::Postgres(url) => {
+                format!("storage \"postgresql\" {{ connection_url = \"{url}\" }}")
+            }
+        };
+        let mut cluster_block = format!("  cert_dir = \"{}\"\n", certs.display());
+        if layout == Layout::Separate {
+            for name in ServiceName::ALL
+                .iter()
+                .filter(|n| **n != ServiceName::Gateway)
+            {
+                cluster_block.push_str(&format!(
+                    "  {} = \"127.0.0.1:{}\"\n",
+                    name.as_str(),
+                    free_port()
+                ));
+            }
+        }
+        let config = dir.path().join("bulwark.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "{storage}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{http_port}\"\n  tls_disable = true\n}}\ncluster {{\n{cluster_block}}}\n"
+            ),
+        )
+        .expect("write config");
+        let mut c = Cluster {
+            dir,
+            procs: vec![],
+            http: format!("http://127.0.0.1:{http_port}"),
+            config,
+            layout,
+        };
+        c.start_processes();
+        c
+    }
+
+    fn start_processes(&mut self) {
+        let cfg = self.config.to_str().expect("utf-8 path").to_string();
+        match self.layout {
+            Layout::AllInOne => {
+                self.procs.push(Proc::start(
+                    self.dir.path(),
+                    "all",
+                    &["server", "-config", &cfg],
+                ));
+            }
+            Layout::Separate => {
+                for name in ServiceName::ALL {
+                    let target = format!("--target={}", name.as_str());
+                    self.procs.push(Proc::start(
+                        self.dir.path(),
+                        name.as_str(),
+                        &["server", "-config", &cfg, &target],
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Kills every process (SIGKILL: no graceful shutdown) and starts them again.
+    pub fn restart(&mut self) {
+        for p in &mut self.procs {
+            p.kill();
+        }
+        self.procs.clear();
+        self.start_processes();
+    }
+
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    pub fn identity(&self, name: ServiceName) -> ServiceIdentity {
+        ServiceIdentity::load(&self.cert_dir(), name).expect("identity")
+    }
+
+    /// The gRPC address of a service, from the config file.
+    pub fn grpc_addr(&self, name: ServiceName) -> String {
+        let cfg = std::fs::read_to_string(&self.config).expect("config");
+        let key = format!("  {} = \"", name.as_str());
+        cfg.lines()
+            .find_map(|l| {
+                l.strip_prefix(&key)
+                    .map(|v| v.trim_end_matches('"').to_string())
+            })
+            .expect("service address (separate layout only)")
+    }
+
+    pub fn client(&self) -> Api {
+        Api::new(&self.http)
+    }
+}
+
+/// A minimal Vault API client over reqwest.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+/// An HTTP answer: status, and the body parsed as JSON (`Null` if empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn errors(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            token: None,
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, format!("{}/v1/{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.raw("GET", path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.raw("PUT", path, Some(serde_json::to_vec(&body).expect("json")))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.raw("DELETE", path, None).await
+    }
+
+    /// Polls `path` until `pred` holds (services converge after a restart).
+    pub async fn wait_until(&self, path: &str, pred: impl Fn(&Reply) -> bool) -> Reply {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.get(path).await;
+            if pred(&r) || Instant::now() > deadline {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Sends a PUT with a 33 MiB body over a raw socket and returns the status
+/// code and body of the answer. With `announce`, the size is declared in
+/// Content-Length and no body is sent; otherwise the body streams in chunks
+/// while the answer is read (the server may answer before it is all sent).
+pub async fn oversized_put(base: &str, path: &str, announce: bool) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://").to_string();
+    let path = path.to_string();
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    let size = 33 * 1024 * 1024;
+    let writer = tokio::spawn(async move {
+        if announce {
+            let head = format!("PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n");
+            let _ = wr.write_all(head.as_bytes()).await;
+        } else {
+            let head = format!("PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+            if wr.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b' '; 1024 * 1024];
+            for _ in 0..34 {
+                let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+                frame.extend_from_slice(&chunk);
+                frame.extend_from_slice(b"\r\n");
+                if wr.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.write_all(b"0\r\n\r\n").await;
+        }
+        // Keep the write half open until the answer has been read.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), rd.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    });
+                    if len.is_some_and(|l| body.len() >= l) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}

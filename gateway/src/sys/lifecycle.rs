@@ -5,7 +5,9 @@
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use bulwark_proto::seal::v1::{InitRequest, SealRequest, SealStatus, StatusRequest, UnsealRequest, VerifyInitRootTokenRequest};
+use bulwark_proto::seal::v1::{
+    InitRequest, SealRequest, SealStatus, StatusRequest, UnsealRequest, VerifyInitRootTokenRequest,
+};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -49,10 +51,17 @@ pub async fn init(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
         Method::PUT | Method::POST => {
             let body = json_object(&req.body)?;
             let f = Fields(&body);
-            if !f.string_list("pgp_keys")?.is_empty() || f.string("root_token_pgp_key")?.is_some_and(|s| !s.is_empty()) {
-                return Err(ApiError::bad_request("PGP-encrypted key shares are not supported"));
+            if !f.string_list("pgp_keys")?.is_empty()
+                || f.string("root_token_pgp_key")?
+                    .is_some_and(|s| !s.is_empty())
+            {
+                return Err(ApiError::bad_request(
+                    "PGP-encrypted key shares are not supported",
+                ));
             }
-            if f.u32("stored_shares")?.is_some_and(|n| n > 0) || f.u32("recovery_shares")?.is_some_and(|n| n > 0) {
+            if f.u32("stored_shares")?.is_some_and(|n| n > 0)
+                || f.u32("recovery_shares")?.is_some_and(|n| n > 0)
+            {
                 return Err(ApiError::bad_request(
                     "stored_shares and recovery_shares apply to auto-unseal, which this server is not configured for",
                 ));
@@ -71,7 +80,10 @@ pub async fn init(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
                     if s.message().starts_with("Vault is") {
                         ApiError::from(s)
                     } else {
-                        ApiError::bad_request(format!("invalid seal configuration: {}", s.message()))
+                        ApiError::bad_request(format!(
+                            "invalid seal configuration: {}",
+                            s.message()
+                        ))
                     }
                 })?
                 .into_inner();
@@ -94,7 +106,10 @@ pub fn decode_unseal_key(key: &str) -> Option<Zeroizing<Vec<u8>>> {
             return Some(Zeroizing::new(k));
         }
     }
-    base64::engine::general_purpose::STANDARD.decode(key).ok().map(Zeroizing::new)
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .ok()
+        .map(Zeroizing::new)
 }
 
 /// `PUT sys/unseal`.
@@ -113,7 +128,8 @@ pub async fn unseal(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError>
             "'key' must be specified in request body as JSON, or 'reset' set to true",
         ));
     } else {
-        decode_unseal_key(&key).ok_or_else(|| ApiError::bad_request("'key' must be a valid hex or base64 string"))?
+        decode_unseal_key(&key)
+            .ok_or_else(|| ApiError::bad_request("'key' must be a valid hex or base64 string"))?
     };
     let st = gw
         .seal()
@@ -157,14 +173,20 @@ pub async fn seal(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn code_param(query: &[(String, String)], name: &str, default: u16) -> Result<StatusCode, ApiError> {
+fn code_param(
+    query: &[(String, String)],
+    name: &str,
+    default: u16,
+) -> Result<StatusCode, ApiError> {
     match query.iter().find(|(k, _)| k == name) {
         None => Ok(StatusCode::from_u16(default).expect("valid default")),
         Some((_, v)) => v
             .parse::<u16>()
             .ok()
             .and_then(|c| StatusCode::from_u16(c).ok())
-            .ok_or_else(|| ApiError::bad_request(format!("bad code for '{name}' parameter: {v:?}"))),
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("bad code for '{name}' parameter: {v:?}"))
+            }),
     }
 }
 
@@ -177,7 +199,9 @@ pub async fn health(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError>
     for flag in ["standbyok", "perfstandbyok"] {
         if let Some((_, v)) = q.iter().find(|(k, _)| k == flag) {
             if !v.is_empty() && parse_bool(v).is_none() {
-                return Err(ApiError::bad_request(format!("bad value for '{flag}' parameter: {v:?}")));
+                return Err(ApiError::bad_request(format!(
+                    "bad value for '{flag}' parameter: {v:?}"
+                )));
             }
         }
     }
@@ -244,7 +268,10 @@ mod tests {
     #[test]
     fn unseal_keys_decode_as_hex_or_base64() {
         let raw: Vec<u8> = (0..33).collect();
-        assert_eq!(decode_unseal_key(&hex::encode(&raw)).unwrap().as_slice(), raw.as_slice());
+        assert_eq!(
+            decode_unseal_key(&hex::encode(&raw)).unwrap().as_slice(),
+            raw.as_slice()
+        );
         let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
         assert_eq!(decode_unseal_key(&b64).unwrap().as_slice(), raw.as_slice());
         assert!(decode_unseal_key("not a key!").is_none());

@@ -207,7 +207,12 @@ impl SealCore {
         Ok(self.status_of(&state))
     }
 
-    pub async fn init(&self, shares: u32, threshold: u32, root_token_id: &str) -> Result<InitOutput, SealError> {
+    pub async fn init(
+        &self,
+        shares: u32,
+        threshold: u32,
+        root_token_id: &str,
+    ) -> Result<InitOutput, SealError> {
         // Vault's SealConfig.Validate, in its order.
         if shares < 1 {
             return Err(SealError::InvalidConfig("shares must be at least one"));
@@ -216,15 +221,23 @@ impl SealCore {
             return Err(SealError::InvalidConfig("threshold must be at least one"));
         }
         if shares > 1 && threshold == 1 {
-            return Err(SealError::InvalidConfig("threshold must be greater than one for multiple shares"));
+            return Err(SealError::InvalidConfig(
+                "threshold must be greater than one for multiple shares",
+            ));
         }
         if shares > 255 {
             return Err(SealError::InvalidConfig("shares must be less than 256"));
         }
         if threshold > shares {
-            return Err(SealError::InvalidConfig("threshold cannot be larger than shares"));
+            return Err(SealError::InvalidConfig(
+                "threshold cannot be larger than shares",
+            ));
         }
-        if root_token_id.len() > 256 || root_token_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if root_token_id.len() > 256
+            || root_token_id
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(SealError::InvalidRootTokenId(
                 "root token id must be at most 256 characters, without spaces",
             ));
@@ -248,9 +261,17 @@ impl SealCore {
             active_term: 1,
             keys: keys
                 .iter()
-                .map(|(t, k)| (*t, base64::engine::general_purpose::STANDARD.encode(k.as_slice())))
+                .map(|(t, k)| {
+                    (
+                        *t,
+                        base64::engine::general_purpose::STANDARD.encode(k.as_slice()),
+                    )
+                })
                 .collect(),
-            cluster_name: format!("vault-cluster-{}", hex::encode(&uuid::Uuid::new_v4().as_bytes()[..4])),
+            cluster_name: format!(
+                "vault-cluster-{}",
+                hex::encode(&uuid::Uuid::new_v4().as_bytes()[..4])
+            ),
             cluster_id: uuid::Uuid::new_v4().to_string(),
             root_token_hmac: hex::encode(root_token_hmac(&keys, &root_token)),
         };
@@ -275,12 +296,18 @@ impl SealCore {
         state.nonce.clear();
         self.publish(&state);
         tracing::info!(shares, threshold, "initialized; sealed until unsealed");
-        Ok(InitOutput { keys: parts, root_token })
+        Ok(InitOutput {
+            keys: parts,
+            root_token,
+        })
     }
 
     pub async fn unseal(&self, key: &[u8], reset: bool) -> Result<SealStatus, SealError> {
         let mut state = self.state.lock().await;
-        let cfg = self.config(&mut state).await?.ok_or(SealError::NotInitialized)?;
+        let cfg = self
+            .config(&mut state)
+            .await?
+            .ok_or(SealError::NotInitialized)?;
         if reset {
             state.progress.clear();
             state.nonce.clear();
@@ -301,14 +328,17 @@ impl SealCore {
             return reset_with(&mut state, "wrong length for a key share");
         }
         let digest = hash_share(key);
-        let known = cfg
-            .share_hashes
-            .iter()
-            .fold(0u8, |acc, h| acc | h.as_bytes().ct_eq(digest.as_bytes()).unwrap_u8());
+        let known = cfg.share_hashes.iter().fold(0u8, |acc, h| {
+            acc | h.as_bytes().ct_eq(digest.as_bytes()).unwrap_u8()
+        });
         if known == 0 {
             return reset_with(&mut state, "it matches none of the key shares");
         }
-        if state.progress.iter().any(|p| bool::from(p.as_slice().ct_eq(key))) {
+        if state
+            .progress
+            .iter()
+            .any(|p| bool::from(p.as_slice().ct_eq(key)))
+        {
             // The same share twice counts once, as in Vault.
             return Ok(self.status_of(&state));
         }
@@ -343,7 +373,11 @@ impl SealCore {
 
     /// The data key of `caller` for `term` (0 = active): HKDF over the
     /// keyring term with the caller's name and the term as info.
-    pub async fn service_key(&self, caller: ServiceName, term: u32) -> Result<(u32, DataKey), SealError> {
+    pub async fn service_key(
+        &self,
+        caller: ServiceName,
+        term: u32,
+    ) -> Result<(u32, DataKey), SealError> {
         let state = self.state.lock().await;
         let u = state.unsealed.as_ref().ok_or(SealError::Sealed)?;
         let term = if term == 0 { u.active_term } else { term };
@@ -375,8 +409,10 @@ fn open_keyring(cfg: &StoredSeal, root_key: &DataKey) -> Result<Unsealed, SealEr
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(&cfg.keyring)
         .map_err(|_| SealError::Corrupt("keyring encoding"))?;
-    let plain = open_value(root_key, KEYRING_AAD, &sealed).ok_or(SealError::BadKey("the shares do not open the keyring"))?;
-    let doc: KeyringDoc = serde_json::from_slice(&plain).map_err(|_| SealError::Corrupt("keyring"))?;
+    let plain = open_value(root_key, KEYRING_AAD, &sealed)
+        .ok_or(SealError::BadKey("the shares do not open the keyring"))?;
+    let doc: KeyringDoc =
+        serde_json::from_slice(&plain).map_err(|_| SealError::Corrupt("keyring"))?;
     let mut keys = BTreeMap::new();
     for (term, b64) in &doc.keys {
         let mut raw = Zeroizing::new(
@@ -397,7 +433,8 @@ fn open_keyring(cfg: &StoredSeal, root_key: &DataKey) -> Result<Unsealed, SealEr
         keys,
         cluster_name: doc.cluster_name.clone(),
         cluster_id: doc.cluster_id.clone(),
-        root_token_hmac: hex::decode(&doc.root_token_hmac).map_err(|_| SealError::Corrupt("root token hash"))?,
+        root_token_hmac: hex::decode(&doc.root_token_hmac)
+            .map_err(|_| SealError::Corrupt("root token hash"))?,
     })
 }
 
@@ -408,21 +445,32 @@ mod tests {
 
     async fn core_on(cfg: &StorageConfig) -> (Database, SealCore) {
         let db = Database::connect(cfg).await.unwrap();
-        let core = SealCore::load(db.namespace("seal").await.unwrap(), db.kind()).await.unwrap();
+        let core = SealCore::load(db.namespace("seal").await.unwrap(), db.kind())
+            .await
+            .unwrap();
         (db, core)
     }
 
     async fn lifecycle(cfg: StorageConfig) {
         let (db, core) = core_on(&cfg).await;
         assert!(!core.status().await.unwrap().initialized);
-        assert!(matches!(core.unseal(&[1; 33], false).await, Err(SealError::NotInitialized)));
+        assert!(matches!(
+            core.unseal(&[1; 33], false).await,
+            Err(SealError::NotInitialized)
+        ));
         let out = core.init(5, 3, "").await.unwrap();
         assert_eq!(out.keys.len(), 5);
         assert!(out.root_token.starts_with("hvs."));
-        assert!(matches!(core.init(5, 3, "").await, Err(SealError::AlreadyInitialized)));
+        assert!(matches!(
+            core.init(5, 3, "").await,
+            Err(SealError::AlreadyInitialized)
+        ));
         let st = core.status().await.unwrap();
         assert!(st.initialized && st.sealed && st.threshold == 3 && st.shares == 5);
-        assert!(matches!(core.service_key(ServiceName::Kv, 0).await, Err(SealError::Sealed)));
+        assert!(matches!(
+            core.service_key(ServiceName::Kv, 0).await,
+            Err(SealError::Sealed)
+        ));
 
         // Progress with a stable nonce; a duplicate share does not count.
         let s1 = core.unseal(&out.keys[0], false).await.unwrap();
@@ -430,7 +478,10 @@ mod tests {
         let s1b = core.unseal(&out.keys[0], false).await.unwrap();
         assert_eq!((s1b.progress, &s1b.nonce), (1, &s1.nonce));
         // A wrong share resets progress.
-        assert!(matches!(core.unseal(&[9; 33], false).await, Err(SealError::BadKey(_))));
+        assert!(matches!(
+            core.unseal(&[9; 33], false).await,
+            Err(SealError::BadKey(_))
+        ));
         assert_eq!(core.status().await.unwrap().progress, 0);
         // Reset clears progress.
         core.unseal(&out.keys[1], false).await.unwrap();
@@ -452,15 +503,23 @@ mod tests {
         let (_, pki) = core.service_key(ServiceName::Pki, 1).await.unwrap();
         assert_eq!(*kv1, *kv2);
         assert_ne!(*kv1, *pki);
-        assert!(matches!(core.service_key(ServiceName::Kv, 7).await, Err(SealError::UnknownTerm(7))));
+        assert!(matches!(
+            core.service_key(ServiceName::Kv, 7).await,
+            Err(SealError::UnknownTerm(7))
+        ));
 
         core.seal().await.unwrap();
         assert!(core.status().await.unwrap().sealed);
-        assert!(matches!(core.verify_init_root_token(&out.root_token).await, Err(SealError::Sealed)));
+        assert!(matches!(
+            core.verify_init_root_token(&out.root_token).await,
+            Err(SealError::Sealed)
+        ));
 
         // A restart keeps it initialized and sealed; another 3 of the 5 unseal it.
         drop(core);
-        let core = SealCore::load(db.namespace("seal").await.unwrap(), db.kind()).await.unwrap();
+        let core = SealCore::load(db.namespace("seal").await.unwrap(), db.kind())
+            .await
+            .unwrap();
         let st = core.status().await.unwrap();
         assert!(st.initialized && st.sealed);
         for k in [&out.keys[4], &out.keys[0], &out.keys[2]] {
@@ -470,7 +529,14 @@ mod tests {
         let (_, again) = core.service_key(ServiceName::Kv, 0).await.unwrap();
         assert_eq!(*again, *kv1, "keys survive a restart");
         // Nothing stored contains the root token or a share in the clear.
-        let raw = db.namespace("seal").await.unwrap().get(SEAL_ROW).await.unwrap().unwrap();
+        let raw = db
+            .namespace("seal")
+            .await
+            .unwrap()
+            .get(SEAL_ROW)
+            .await
+            .unwrap()
+            .unwrap();
         let text = String::from_utf8_lossy(&raw);
         assert!(!text.contains(out.root_token.as_str()));
         for k in &out.keys {
@@ -493,7 +559,10 @@ mod tests {
     async fn bad_configs_store_nothing() {
         let (_db, core) = core_on(&StorageConfig::SqliteMemory).await;
         for (n, t) in [(0, 0), (3, 0), (3, 4), (256, 3), (5, 1)] {
-            assert!(matches!(core.init(n, t, "").await, Err(SealError::InvalidConfig(_))), "{n}/{t}");
+            assert!(
+                matches!(core.init(n, t, "").await, Err(SealError::InvalidConfig(_))),
+                "{n}/{t}"
+            );
         }
         assert!(!core.status().await.unwrap().initialized);
     }

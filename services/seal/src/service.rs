@@ -72,8 +72,15 @@ impl Seal for SealService {
     }
 
     #[tracing::instrument(skip_all, fields(caller))]
-    async fn service_key(&self, req: Request<ServiceKeyRequest>) -> Result<Response<ServiceKeyResponse>, Status> {
-        let caller = req.extensions().get::<PeerIdentity>().ok_or(SealError::NoPeer)?.0;
+    async fn service_key(
+        &self,
+        req: Request<ServiceKeyRequest>,
+    ) -> Result<Response<ServiceKeyResponse>, Status> {
+        let caller = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .ok_or(SealError::NoPeer)?
+            .0;
         tracing::Span::current().record("caller", caller.as_str());
         let (term, key) = self.core.service_key(caller, req.get_ref().term).await?;
         Ok(Response::new(ServiceKeyResponse {
@@ -87,7 +94,10 @@ impl Seal for SealService {
         &self,
         req: Request<VerifyInitRootTokenRequest>,
     ) -> Result<Response<VerifyInitRootTokenResponse>, Status> {
-        let valid = self.core.verify_init_root_token(&req.get_ref().token).await?;
+        let valid = self
+            .core
+            .verify_init_root_token(&req.get_ref().token)
+            .await?;
         Ok(Response::new(VerifyInitRootTokenResponse { valid }))
     }
 }
