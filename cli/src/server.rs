@@ -227,7 +227,12 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
         addresses.insert(name, l.local_addr()?.to_string());
         listeners.insert(name, l);
     }
-    let needs_storage = plan.targets.contains(&ServiceName::Seal);
+    let needs_storage = plan.targets.iter().any(|n| {
+        matches!(
+            n,
+            ServiceName::Seal | ServiceName::Auth | ServiceName::Policy
+        )
+    });
     let db = if needs_storage {
         Some(Database::connect(&plan.storage).await.context("storage")?)
     } else {
@@ -251,9 +256,29 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 let stop = stopped();
                 tasks.spawn(async move { Ok(bulwark_seal::serve(id, db, listener, stop).await?) });
             }
+            ServiceName::Auth => {
+                let listener = listeners.remove(&name).context("auth listener")?;
+                let db = db.clone().context("storage")?;
+                let seal = channel(&id, ServiceName::Seal)?;
+                let stop = stopped();
+                tasks.spawn(
+                    async move { Ok(bulwark_auth::serve(id, db, seal, listener, stop).await?) },
+                );
+            }
+            ServiceName::Policy => {
+                let listener = listeners.remove(&name).context("policy listener")?;
+                let db = db.clone().context("storage")?;
+                let seal = channel(&id, ServiceName::Seal)?;
+                let stop = stopped();
+                tasks.spawn(async move {
+                    Ok(bulwark_policy::serve(id, db, seal, listener, stop).await?)
+                });
+            }
             ServiceName::Gateway => {
                 let gw = bulwark_gateway::Gateway::new(bulwark_gateway::Upstreams {
                     seal: channel(&id, ServiceName::Seal)?,
+                    auth: channel(&id, ServiceName::Auth)?,
+                    policy: channel(&id, ServiceName::Policy)?,
                 });
                 let http = TcpListener::bind(&plan.http_address)
                     .await

@@ -31,19 +31,42 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// An envelope carrying `data`, with a fresh request id.
-    pub fn data(data: Value, mount_type: &str) -> Self {
+    /// An empty envelope with a fresh request id.
+    pub fn new(mount_type: &str) -> Self {
         Envelope {
             request_id: uuid::Uuid::new_v4().to_string(),
             lease_id: String::new(),
             renewable: false,
             lease_duration: 0,
-            data: Some(data),
+            data: None,
             wrap_info: None,
             warnings: None,
             auth: None,
             mount_type: mount_type.to_string(),
         }
+    }
+
+    /// An envelope carrying `data`.
+    pub fn data(data: Value, mount_type: &str) -> Self {
+        Envelope {
+            data: Some(data),
+            ..Envelope::new(mount_type)
+        }
+    }
+
+    /// An envelope carrying an `auth` block (token create, login, renew).
+    pub fn auth(auth: Value, mount_type: &str) -> Self {
+        Envelope {
+            auth: Some(auth),
+            ..Envelope::new(mount_type)
+        }
+    }
+
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        if !warnings.is_empty() {
+            self.warnings = Some(warnings);
+        }
+        self
     }
 
     /// Copies `data`'s keys to the top level as well, as Vault does for a

@@ -8,10 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod envelope;
 pub mod error;
 pub mod request;
 mod sys;
+mod token;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,12 +25,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
+use bulwark_proto::auth::v1::auth_client::AuthClient;
+use bulwark_proto::policy::v1::policy_client::PolicyClient;
 use bulwark_proto::seal::v1::seal_client::SealClient;
 use bulwark_shared::grpc::{Channel, SealWatcher};
 use tracing::Instrument;
 use tracing_opentelemetry_ext::set_parent;
 
+use crate::acl::{needs_sudo, policy_op, AclCache, Caller};
 use crate::error::ApiError;
+use crate::request::Operation;
 
 /// The version reported to clients: the Vault API level served, plus ours.
 pub const VERSION: &str = concat!("1.16.0+bulwark.", env!("CARGO_PKG_VERSION"));
@@ -44,11 +50,16 @@ mod tracing_opentelemetry_ext {
 /// Channels to the services the gateway fans out to.
 pub struct Upstreams {
     pub seal: Channel,
+    pub auth: Channel,
+    pub policy: Channel,
 }
 
 struct Inner {
     seal: SealClient<Channel>,
     seal_watch: SealWatcher,
+    auth: AuthClient<Channel>,
+    policy: PolicyClient<Channel>,
+    acl: Arc<AclCache>,
 }
 
 /// Shared gateway state. Cheap to clone.
@@ -61,8 +72,18 @@ impl Gateway {
     pub fn new(up: Upstreams) -> Self {
         let seal = SealClient::new(up.seal);
         let seal_watch = SealWatcher::spawn(seal.clone(), None);
+        let auth = AuthClient::new(up.auth);
+        let policy = PolicyClient::new(up.policy);
+        let acl = AclCache::new();
+        acl.spawn_watchers(auth.clone(), policy.clone());
         Gateway {
-            inner: Arc::new(Inner { seal, seal_watch }),
+            inner: Arc::new(Inner {
+                seal,
+                seal_watch,
+                auth,
+                policy,
+                acl,
+            }),
         }
     }
 
@@ -70,9 +91,73 @@ impl Gateway {
         self.inner.seal.clone()
     }
 
-    /// Whether data paths must answer 503 (sealed, or the seal service is unreachable).
-    pub(crate) fn sealed(&self) -> bool {
-        self.inner.seal_watch.current().sealed
+    pub(crate) fn auth(&self) -> AuthClient<Channel> {
+        self.inner.auth.clone()
+    }
+
+    pub(crate) fn policy(&self) -> PolicyClient<Channel> {
+        self.inner.policy.clone()
+    }
+
+    pub(crate) fn acl(&self) -> &AclCache {
+        &self.inner.acl
+    }
+
+    /// Resolves the request's token and checks the policies for `op` on
+    /// `path`. Returns the caller and the winning rule's capabilities.
+    async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        op: Operation,
+    ) -> Result<(Caller, Vec<String>), ApiError> {
+        let token = request::client_token(headers).ok_or_else(ApiError::permission_denied)?;
+        let entry = self
+            .acl()
+            .authenticate(&mut self.auth(), &token)
+            .await
+            .inspect_err(|e| {
+                tracing::debug!(status = e.status.as_u16(), "authentication failed");
+            })?;
+        let pop = policy_op(op).ok_or_else(ApiError::unsupported_operation)?;
+        // LIST requests are checked against the path with its trailing slash.
+        let acl_path = if op == Operation::List && !path.ends_with('/') {
+            format!("{path}/")
+        } else {
+            path.to_string()
+        };
+        let decision = self
+            .acl()
+            .authorize(
+                &mut self.policy(),
+                &entry.policies,
+                &acl_path,
+                pop,
+                needs_sudo(path, op),
+            )
+            .await
+            .inspect_err(|e| tracing::debug!(status = e.status.as_u16(), "authorization failed"))?;
+        if !decision.allowed {
+            return Err(ApiError::permission_denied());
+        }
+        Ok((Caller { token, entry }, decision.capabilities))
+    }
+
+    /// Whether data paths must answer 503 (sealed, or the seal service is
+    /// unreachable). The watched state can trail an unseal by a moment, so a
+    /// "sealed" view is confirmed with the seal service before it is believed.
+    pub(crate) async fn sealed(&self) -> bool {
+        if !self.inner.seal_watch.current().sealed {
+            return false;
+        }
+        match self
+            .seal()
+            .status(bulwark_proto::seal::v1::StatusRequest {})
+            .await
+        {
+            Ok(st) => st.into_inner().sealed,
+            Err(_) => true,
+        }
     }
 
     /// Waits until the gateway has seen the seal service's state at least once.
@@ -194,25 +279,53 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Routes one request. Lifecycle endpoints first; everything else needs an
-/// unsealed system and a mount (mounts arrive with the secrets engines).
+/// Routes one request: the unauthenticated lifecycle endpoints first; then,
+/// once unsealed, the token is resolved and the policies checked before any
+/// handler runs.
 pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
     if req.path.is_empty() || req.path.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(ApiError::not_found());
     }
-    request::operation(&req.method, &req.query)?;
+    let op = request::operation(&req.method, &req.query)?;
     match req.path.as_str() {
-        "sys/init" => sys::lifecycle::init(gw, req).await,
-        "sys/unseal" => sys::lifecycle::unseal(gw, req).await,
-        "sys/seal-status" => sys::lifecycle::seal_status(gw, req).await,
+        "sys/init" => return sys::lifecycle::init(gw, req).await,
+        "sys/unseal" => return sys::lifecycle::unseal(gw, req).await,
+        "sys/seal-status" => return sys::lifecycle::seal_status(gw, req).await,
+        "sys/health" => return sys::lifecycle::health(gw, req).await,
+        "sys/leader" => return sys::lifecycle::leader(gw, req).await,
+        _ => {}
+    }
+    if gw.sealed().await {
+        return Err(ApiError::sealed());
+    }
+    let path = req.path.clone();
+    let (caller, caps) = gw.authorize(&req.headers, &path, op).await?;
+    let route = path.trim_end_matches('/');
+    use sys::capabilities::Whose;
+    use sys::policy::Family;
+    match route {
         "sys/seal" => sys::lifecycle::seal(gw, req).await,
-        "sys/health" => sys::lifecycle::health(gw, req).await,
-        "sys/leader" => sys::lifecycle::leader(gw, req).await,
-        path => {
-            if gw.sealed() {
-                return Err(ApiError::sealed());
+        "sys/policy" => sys::policy::list(gw, Family::Legacy, op).await,
+        "sys/policies/acl" => sys::policy::list(gw, Family::Acl, op).await,
+        "sys/capabilities-self" if op == Operation::Write => {
+            sys::capabilities::handle(gw, req, &caller, Whose::Own).await
+        }
+        "sys/capabilities" if op == Operation::Write => {
+            sys::capabilities::handle(gw, req, &caller, Whose::Token).await
+        }
+        "sys/capabilities-accessor" if op == Operation::Write => {
+            sys::capabilities::handle(gw, req, &caller, Whose::Accessor).await
+        }
+        r => {
+            if let Some(name) = r.strip_prefix("sys/policy/") {
+                sys::policy::one(gw, req, Family::Legacy, op, name).await
+            } else if let Some(name) = r.strip_prefix("sys/policies/acl/") {
+                sys::policy::one(gw, req, Family::Acl, op, name).await
+            } else if let Some(rest) = r.strip_prefix("auth/token/") {
+                token::handle(gw, req, op, rest, &caller, &caps).await
+            } else {
+                Err(ApiError::no_route(r))
             }
-            Err(ApiError::no_route(path.trim_end_matches('/')))
         }
     }
 }

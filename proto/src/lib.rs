@@ -3,6 +3,18 @@
 
 #![allow(clippy::all, clippy::pedantic)]
 
+pub mod auth {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.auth.v1");
+    }
+}
+
+pub mod policy {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.policy.v1");
+    }
+}
+
 pub mod seal {
     pub mod v1 {
         tonic::include_proto!("bulwark.seal.v1");

@@ -130,8 +130,8 @@ impl Barrier {
         aad
     }
 
-    fn encrypt(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>, BarrierError> {
-        let (term, key) = self.keyring.active()?;
+    async fn encrypt(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>, BarrierError> {
+        let (term, key) = self.keyring.ensure_active().await?;
         Ok(seal_value(term, &key, &self.aad(path), plaintext))
     }
 
@@ -144,7 +144,7 @@ impl Barrier {
 
     pub async fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, BarrierError> {
         // Refuse while sealed even for missing keys: a sealed service answers nothing.
-        self.keyring.active()?;
+        self.keyring.ensure_active().await?;
         match self.storage.get(path).await? {
             Some(sealed) => Ok(Some(self.decrypt(path, &sealed).await?)),
             None => Ok(None),
@@ -152,24 +152,55 @@ impl Barrier {
     }
 
     pub async fn put(&self, path: &str, plaintext: &[u8]) -> Result<(), BarrierError> {
-        let sealed = self.encrypt(path, plaintext)?;
+        let sealed = self.encrypt(path, plaintext).await?;
         Ok(self.storage.put(path, &sealed).await?)
     }
 
     /// Writes only if `path` is absent; returns whether it was written.
     pub async fn create(&self, path: &str, plaintext: &[u8]) -> Result<bool, BarrierError> {
-        let sealed = self.encrypt(path, plaintext)?;
+        let sealed = self.encrypt(path, plaintext).await?;
         Ok(self.storage.create(path, &sealed).await?)
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), BarrierError> {
-        self.keyring.active()?;
+        self.keyring.ensure_active().await?;
         Ok(self.storage.delete(path).await?)
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BarrierError> {
-        self.keyring.active()?;
+        self.keyring.ensure_active().await?;
         Ok(self.storage.list(prefix).await?)
+    }
+
+    /// Reads a value together with its stored bytes, for [`Barrier::replace`].
+    pub async fn get_versioned(
+        &self,
+        path: &str,
+    ) -> Result<Option<(Zeroizing<Vec<u8>>, Vec<u8>)>, BarrierError> {
+        self.keyring.ensure_active().await?;
+        match self.storage.get(path).await? {
+            Some(sealed) => {
+                let plain = self.decrypt(path, &sealed).await?;
+                Ok(Some((plain, sealed)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Compare-and-swap: writes `plaintext` only if the stored bytes are still
+    /// `expected` (as returned by [`Barrier::get_versioned`]). Returns whether
+    /// it was written; on `false`, read again and retry.
+    pub async fn replace(
+        &self,
+        path: &str,
+        expected: &[u8],
+        plaintext: &[u8],
+    ) -> Result<bool, BarrierError> {
+        let sealed = self.encrypt(path, plaintext).await?;
+        Ok(self
+            .storage
+            .compare_and_swap(path, expected, &sealed)
+            .await?)
     }
 
     pub async fn get_json<T: DeserializeOwned>(
@@ -255,6 +286,21 @@ mod tests {
         bad[last] ^= 1;
         raw_store.put("one", &bad).await.unwrap();
         assert!(matches!(b.get("one").await, Err(BarrierError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_detects_concurrent_writers() {
+        let db = Database::connect(&StorageConfig::SqliteMemory)
+            .await
+            .unwrap();
+        let b = barrier("svc", &db, 7).await;
+        b.put("n", b"1").await.unwrap();
+        let (plain, v1) = b.get_versioned("n").await.unwrap().unwrap();
+        assert_eq!(plain.as_slice(), b"1");
+        assert!(b.replace("n", &v1, b"2").await.unwrap());
+        // The first version is stale now.
+        assert!(!b.replace("n", &v1, b"3").await.unwrap());
+        assert_eq!(b.get("n").await.unwrap().unwrap().as_slice(), b"2");
     }
 
     #[tokio::test]

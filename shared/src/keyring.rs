@@ -6,6 +6,7 @@
 //! zeroized as soon as the last in-flight operation using it finishes.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
@@ -40,6 +41,9 @@ struct KeyState {
 pub struct Keyring {
     state: Arc<RwLock<Option<KeyState>>>,
     loader: Option<Arc<dyn KeyLoader>>,
+    /// Bumped by every clear, so that a key fetched before a seal is never
+    /// installed after it.
+    epoch: Arc<AtomicU64>,
 }
 
 impl Keyring {
@@ -52,6 +56,7 @@ impl Keyring {
         Keyring {
             state: Arc::default(),
             loader: Some(loader),
+            epoch: Arc::default(),
         }
     }
 
@@ -63,7 +68,9 @@ impl Keyring {
 
     /// Drops every key (each is zeroized when its last user lets go).
     pub fn clear(&self) {
-        *self.write() = None;
+        let mut guard = self.write();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        *guard = None;
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -81,6 +88,39 @@ impl Keyring {
         Ok((state.active, key.clone()))
     }
 
+    /// Like [`Keyring::active`], but when no key is held and a loader exists,
+    /// asks for the active key first: a request arriving just after unseal,
+    /// before the seal-state stream has delivered, is served rather than
+    /// refused. The seal service refuses while sealed, so this never unseals.
+    pub async fn ensure_active(&self) -> Result<(u32, Arc<DataKey>), KeyError> {
+        match self.active() {
+            Err(KeyError::Sealed) => {}
+            other => return other,
+        }
+        let Some(loader) = &self.loader else {
+            return Err(KeyError::Sealed);
+        };
+        // A clear while the key was in flight may be a stale "sealed" event
+        // rather than a seal: ask again; the seal service refuses if sealed.
+        for _ in 0..3 {
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            let (term, key) = loader.load(0).await?;
+            let mut guard = self.write();
+            if self.epoch.load(Ordering::SeqCst) != epoch {
+                continue;
+            }
+            if guard.is_none() {
+                *guard = Some(KeyState {
+                    active: term,
+                    keys: [(term, Arc::new(key))].into_iter().collect(),
+                });
+            }
+            drop(guard);
+            return self.active();
+        }
+        Err(KeyError::Sealed)
+    }
+
     /// The key of `term`, fetched through the loader if not held yet.
     pub async fn get(&self, term: u32) -> Result<Arc<DataKey>, KeyError> {
         {
@@ -91,12 +131,16 @@ impl Keyring {
             }
         }
         let loader = self.loader.as_ref().ok_or(KeyError::UnknownTerm(term))?;
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let (got, key) = loader.load(term).await?;
         if got != term {
             return Err(KeyError::UnknownTerm(term));
         }
         let key = Arc::new(key);
         let mut guard = self.write();
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return Err(KeyError::Sealed);
+        }
         let state = guard.as_mut().ok_or(KeyError::Sealed)?;
         Ok(state.keys.entry(term).or_insert(key).clone())
     }
@@ -139,6 +183,20 @@ mod tests {
         fn load(&self, term: u32) -> BoxFuture<'_, Result<(u32, DataKey), KeyError>> {
             Box::pin(async move { Ok((term, Zeroizing::new([term as u8; 32]))) })
         }
+    }
+
+    #[tokio::test]
+    async fn loads_the_active_key_on_demand() {
+        let k = Keyring::with_loader(Arc::new(Fixed));
+        assert!(matches!(k.active(), Err(KeyError::Sealed)));
+        let (term, key) = k.ensure_active().await.unwrap();
+        assert_eq!((term, key[0]), (0, 0));
+        assert!(k.is_loaded());
+        // Without a loader there is nothing to ask.
+        assert!(matches!(
+            Keyring::new().ensure_active().await,
+            Err(KeyError::Sealed)
+        ));
     }
 
     #[tokio::test]

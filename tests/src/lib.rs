@@ -34,12 +34,26 @@ pub fn bulwark_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound and released).
+/// A free loopback port for a server under test. Taken below the kernel's
+/// ephemeral range (32768+), so that no `bind(0)` or outgoing connection of
+/// another process can take it between here and the server's bind; never
+/// handed out twice by one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 500) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_000, "out of test ports");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One running `bulwark` process; killed on drop.
@@ -57,7 +71,10 @@ impl Proc {
         let stderr = dir.join(format!("{name}.err"));
         let child = Command::new(bulwark_bin())
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BULWARK_E2E_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
@@ -83,6 +100,8 @@ impl Proc {
                 return out;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
                 panic!(
                     "{} exited with {status} before saying {needle:?}\nstdout:\n{out}\nstderr:\n{}",
                     self.name,
@@ -131,6 +150,16 @@ pub enum Store {
 }
 
 /// A Bulwark deployment under test: its processes, its files, its HTTP address.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // BULWARK_E2E_KEEP=1 keeps the processes' files for a post-mortem.
+        if std::env::var_os("BULWARK_E2E_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+            eprintln!("kept {}", dir.keep().display());
+        }
+    }
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub procs: Vec<Proc>,
@@ -423,4 +452,25 @@ pub async fn oversized_put(base: &str, path: &str, announce: bool) -> (u16, Stri
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
+}
+
+/// Initializes with one share, unseals, and returns the root token.
+pub async fn init_unsealed(api: &Api) -> String {
+    let r = api
+        .put(
+            "sys/init",
+            serde_json::json!({"secret_shares": 1, "secret_threshold": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "init: {:?}", r.body);
+    let key = r.body["keys"][0].as_str().expect("key").to_string();
+    let root = r.body["root_token"]
+        .as_str()
+        .expect("root token")
+        .to_string();
+    let r = api
+        .put("sys/unseal", serde_json::json!({ "key": key }))
+        .await;
+    assert_eq!(r.body["sealed"], false, "unseal: {:?}", r.body);
+    root
 }

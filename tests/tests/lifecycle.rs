@@ -149,8 +149,14 @@ async fn lifecycle(mut c: Cluster) {
     );
     assert_eq!(
         api.get("secret/data/x").await.status,
-        404,
-        "unsealed: routing, no such mount yet"
+        403,
+        "unsealed: no token"
+    );
+    let r = api.with_token(&keys.root).get("secret/data/x").await;
+    assert_eq!(
+        r.status, 404,
+        "unsealed, root: routing, no such mount yet: {:?}",
+        r.body
     );
     if c.procs.len() > 1 {
         // Every keyed service got its key from seal over mTLS.

@@ -5,14 +5,12 @@
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use bulwark_proto::seal::v1::{
-    InitRequest, SealRequest, SealStatus, StatusRequest, UnsealRequest, VerifyInitRootTokenRequest,
-};
+use bulwark_proto::seal::v1::{InitRequest, SealRequest, SealStatus, StatusRequest, UnsealRequest};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
-use crate::request::{client_token, json_object, parse_bool, Fields};
+use crate::request::{json_object, parse_bool, Fields};
 use crate::{ApiRequest, Gateway, BUILD_DATE, VERSION};
 
 fn seal_status_json(s: &SealStatus) -> Value {
@@ -151,23 +149,10 @@ pub async fn seal_status(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiE
     Ok(ok_json(seal_status_json(&st)))
 }
 
-/// `PUT sys/seal`: root token only (until policies exist, the init root token).
+/// `PUT sys/seal` (authorized by the caller: it needs `sudo` on `sys/seal`).
 pub async fn seal(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
     if !matches!(req.method, Method::PUT | Method::POST) {
         return Err(ApiError::unsupported_operation());
-    }
-    if gw.sealed() {
-        return Err(ApiError::sealed());
-    }
-    let token = client_token(&req.headers).ok_or_else(ApiError::permission_denied)?;
-    let valid = gw
-        .seal()
-        .verify_init_root_token(VerifyInitRootTokenRequest { token })
-        .await?
-        .into_inner()
-        .valid;
-    if !valid {
-        return Err(ApiError::permission_denied());
     }
     gw.seal().seal(SealRequest {}).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

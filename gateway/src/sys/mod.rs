@@ -1,3 +1,5 @@
 //! `sys/` endpoints served by the gateway itself.
 
+pub mod capabilities;
 pub mod lifecycle;
+pub mod policy;

@@ -1,8 +1,121 @@
-//! The auth service: the token store (tokens, accessors, parent/child tree,
-//! TTLs), the auth methods (token, userpass, AppRole, cert) and the lease
-//! registry with its expiration manager.
+//! The auth service: the token store (tokens, accessors, the parent/child
+//! tree, TTLs and use counts) behind the `bulwark.auth.v1.Auth` gRPC API.
 //!
-//! Not built yet: until then `bulwark server` runs this service as the shared
-//! runtime alone (`bulwark_shared::grpc::serve_runtime_only`): mTLS, health,
-//! and its data key fetched from seal on unseal and zeroized on seal.
+//! * [`TokenStore`] holds every token as `HMAC-SHA256(k, token)` through the
+//!   barrier (the token value itself is never stored, logged or traced).
+//! * The root token minted at init is handed over from the seal service on
+//!   every unseal ([`RootTokenSource`]).
+//! * Expired tokens are refused at once, and swept with their descendants
+//!   every few seconds; every revocation is announced on `WatchRevocations`
+//!   so the gateway drops cached tokens.
+//!
+//! Not built yet: batch tokens, token roles, auth methods (userpass, AppRole,
+//! cert) and the lease registry.
+
 #![forbid(unsafe_code)]
+
+pub mod background;
+mod create;
+pub mod error;
+mod record;
+mod renew;
+mod revoke;
+mod root;
+mod service;
+mod store;
+#[cfg(test)]
+mod test_util;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bulwark_proto::auth::v1::auth_server::AuthServer;
+use bulwark_proto::seal::v1::seal_client::SealClient;
+use bulwark_shared::barrier::Barrier;
+use bulwark_shared::grpc::{self, GrpcError, KeyedRuntime};
+use bulwark_shared::peer::AllowList;
+use bulwark_shared::storage::{Database, StorageError};
+use bulwark_shared::tls::ServiceIdentity;
+use bulwark_shared::ServiceName;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+pub use crate::create::Created;
+pub use crate::error::AuthError;
+pub use crate::record::TokenRef;
+pub use crate::renew::Renewed;
+pub use crate::root::RootTokenSource;
+pub use crate::service::{revocation_stream, AuthService};
+pub use crate::store::{TokenStore, SYSTEM_DEFAULT_TTL, SYSTEM_MAX_TTL};
+
+const AUTH_PREFIX: &str = "/bulwark.auth.v1.Auth/";
+
+/// Who may call what: only the gateway calls the auth service.
+pub fn allow_list() -> AllowList {
+    AllowList::new().allow(AUTH_PREFIX, &[ServiceName::Gateway])
+}
+
+/// Why [`serve`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
+}
+
+/// Runs the auth service on `listener` until `shutdown`: its keyring fed by
+/// the seal service at `seal`, its tokens in `db`'s `auth` namespace, and
+/// the root token hand-off and expiry sweeper in the background (both
+/// stopped, with every revocation stream, when `shutdown` completes).
+pub async fn serve(
+    identity: ServiceIdentity,
+    db: Database,
+    seal: grpc::Channel,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let seal = SealClient::new(seal);
+    let rt = KeyedRuntime::start(seal.clone());
+    let barrier = Barrier::new(
+        db.namespace(ServiceName::Auth.namespace()).await?,
+        rt.keyring.clone(),
+    );
+    let store = Arc::new(TokenStore::new(barrier).with_root_source(Arc::new(seal)));
+    let tasks = background::spawn(
+        store.clone(),
+        rt.seal.subscribe(),
+        background::SWEEP_INTERVAL,
+    );
+    let routes = Routes::new(AuthServer::new(AuthService::new(store.clone())))
+        .add_service(rt.health_service);
+    let closing = store.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // End the revocation streams, or the server would wait on them.
+        closing.close();
+    };
+    let result = grpc::serve(&identity, allow_list(), routes, listener, shutdown).await;
+    store.close();
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ServiceName::*;
+
+    #[test]
+    fn only_the_gateway_calls_auth() {
+        let allow = allow_list();
+        assert!(allow.permits("/bulwark.auth.v1.Auth/Authenticate", Gateway));
+        assert!(allow.permits("/bulwark.auth.v1.Auth/WatchRevocations", Gateway));
+        for other in [Seal, Auth, Policy, Kv, DynamicDb, Pki, Audit] {
+            assert!(!allow.permits("/bulwark.auth.v1.Auth/CreateToken", other));
+        }
+        assert!(allow.permits("/grpc.health.v1.Health/Check", Kv));
+    }
+}

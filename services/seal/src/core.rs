@@ -7,8 +7,10 @@
 //! ```
 //!
 //! `keyring` is sealed with AES-256-GCM under the root key (term 0 header) and
-//! holds the barrier keyring terms, the cluster name and id, and a keyed hash of
-//! the root token minted at init. `share_hashes` are SHA-256 digests of the
+//! holds the barrier keyring terms and the cluster name and id.
+//! `pending_root_token` is the root token minted at init, sealed under the seal
+//! service's own key, until the auth service has put it in the token store
+//! (claim, then acknowledge). `share_hashes` are SHA-256 digests of the
 //! unseal shares (uniformly random 256-bit values, so the digests reveal
 //! nothing useful); they let a wrong share be refused at once rather than at
 //! the threshold. The root key itself is never stored.
@@ -22,7 +24,6 @@ use bulwark_shared::keyring::DataKey;
 use bulwark_shared::storage::Storage;
 use bulwark_shared::ServiceName;
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -44,6 +45,8 @@ struct StoredSeal {
     secret_threshold: u32,
     share_hashes: Vec<String>,
     keyring: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_root_token: Option<String>,
 }
 
 /// The decrypted keyring: only ever in memory while unsealed.
@@ -54,14 +57,11 @@ struct KeyringDoc {
     keys: BTreeMap<u32, String>,
     cluster_name: String,
     cluster_id: String,
-    /// HMAC-SHA256 of the root token under a key derived from the keyring.
-    root_token_hmac: String,
 }
 
 impl Drop for KeyringDoc {
     fn drop(&mut self) {
         self.keys.values_mut().for_each(Zeroize::zeroize);
-        self.root_token_hmac.zeroize();
     }
 }
 
@@ -70,7 +70,6 @@ struct Unsealed {
     keys: BTreeMap<u32, DataKey>,
     cluster_name: String,
     cluster_id: String,
-    root_token_hmac: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -109,12 +108,16 @@ fn derive(ikm: &[u8], info: &[u8]) -> DataKey {
     out
 }
 
-fn root_token_hmac(keys: &BTreeMap<u32, DataKey>, token: &str) -> Vec<u8> {
-    let first = keys.values().next().expect("keyring has a term");
-    let k = derive(first.as_slice(), b"root-token");
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(k.as_slice()).expect("any key length");
-    mac.update(token.as_bytes());
-    mac.finalize().into_bytes().to_vec()
+const PENDING_ROOT_AAD: &[u8] = b"bulwark/seal/pending-root-token";
+
+/// The key sealing the pending root token: the seal service's own key of the
+/// first keyring term.
+fn pending_root_key(keys: &BTreeMap<u32, DataKey>) -> (u32, DataKey) {
+    let (term, first) = keys.iter().next().expect("keyring has a term");
+    (
+        *term,
+        derive(first.as_slice(), b"service:seal:pending-root-token"),
+    )
 }
 
 /// A random token body in base62, as Vault's `hvs.` tokens.
@@ -273,8 +276,9 @@ impl SealCore {
                 hex::encode(&uuid::Uuid::new_v4().as_bytes()[..4])
             ),
             cluster_id: uuid::Uuid::new_v4().to_string(),
-            root_token_hmac: hex::encode(root_token_hmac(&keys, &root_token)),
         };
+        let (pterm, pkey) = pending_root_key(&keys);
+        let pending = seal_value(pterm, &pkey, PENDING_ROOT_AAD, root_token.as_bytes());
         let plain = Zeroizing::new(serde_json::to_vec(&doc).expect("serializable keyring"));
         let sealed_keyring = seal_value(0, &root_key, KEYRING_AAD, &plain);
         let parts = shamir::split(&root_key, shares as u8, threshold as u8);
@@ -284,6 +288,7 @@ impl SealCore {
             secret_threshold: threshold,
             share_hashes: parts.iter().map(|p| hash_share(p)).collect(),
             keyring: base64::engine::general_purpose::STANDARD.encode(sealed_keyring),
+            pending_root_token: Some(base64::engine::general_purpose::STANDARD.encode(pending)),
         };
         let row = serde_json::to_vec(&stored).expect("serializable seal config");
         // The single atomic commit point: a concurrent init loses here.
@@ -386,13 +391,56 @@ impl SealCore {
         Ok((term, derive(base.as_slice(), info.as_bytes())))
     }
 
-    /// Foundation placeholder until the auth service owns tokens: is `token`
-    /// the root token minted at init? Constant-time.
-    pub async fn verify_init_root_token(&self, token: &str) -> Result<bool, SealError> {
-        let state = self.state.lock().await;
+    /// The root token minted at init, if the auth service has not
+    /// acknowledged storing it yet.
+    pub async fn claim_init_root_token(&self) -> Result<Option<Zeroizing<String>>, SealError> {
+        let mut state = self.state.lock().await;
+        if state.unsealed.is_none() {
+            return Err(SealError::Sealed);
+        }
+        // Read afresh: another replica may have had it acknowledged.
+        state.config = read_config(&self.storage).await?;
         let u = state.unsealed.as_ref().ok_or(SealError::Sealed)?;
-        let mac = root_token_hmac(&u.keys, token);
-        Ok(bool::from(mac.as_slice().ct_eq(&u.root_token_hmac)))
+        let Some(pending) = state
+            .config
+            .as_ref()
+            .and_then(|c| c.pending_root_token.clone())
+        else {
+            return Ok(None);
+        };
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(pending)
+            .map_err(|_| SealError::Corrupt("pending root token encoding"))?;
+        let (_, key) = pending_root_key(&u.keys);
+        let plain = open_value(&key, PENDING_ROOT_AAD, &sealed)
+            .ok_or(SealError::Corrupt("pending root token"))?;
+        let token = String::from_utf8(plain.to_vec())
+            .map_err(|_| SealError::Corrupt("pending root token"))?;
+        Ok(Some(Zeroizing::new(token)))
+    }
+
+    /// Forgets the pending root token (compare-and-swap on the seal row).
+    pub async fn ack_init_root_token(&self) -> Result<(), SealError> {
+        let mut state = self.state.lock().await;
+        if state.unsealed.is_none() {
+            return Err(SealError::Sealed);
+        }
+        loop {
+            let Some(raw) = self.storage.get(SEAL_ROW).await? else {
+                return Err(SealError::NotInitialized);
+            };
+            let mut cfg: StoredSeal = serde_json::from_slice(&raw)
+                .map_err(|_| SealError::Corrupt("seal configuration"))?;
+            if cfg.pending_root_token.take().is_none() {
+                state.config = Some(cfg);
+                return Ok(());
+            }
+            let next = serde_json::to_vec(&cfg).expect("serializable seal config");
+            if self.storage.compare_and_swap(SEAL_ROW, &raw, &next).await? {
+                state.config = Some(cfg);
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -433,8 +481,6 @@ fn open_keyring(cfg: &StoredSeal, root_key: &DataKey) -> Result<Unsealed, SealEr
         keys,
         cluster_name: doc.cluster_name.clone(),
         cluster_id: doc.cluster_id.clone(),
-        root_token_hmac: hex::decode(&doc.root_token_hmac)
-            .map_err(|_| SealError::Corrupt("root token hash"))?,
     })
 }
 
@@ -493,8 +539,10 @@ mod tests {
         }
         let st = core.status().await.unwrap();
         assert!(!st.sealed && st.progress == 0 && !st.cluster_id.is_empty());
-        assert!(core.verify_init_root_token(&out.root_token).await.unwrap());
-        assert!(!core.verify_init_root_token("hvs.nope").await.unwrap());
+        let claimed = core.claim_init_root_token().await.unwrap().unwrap();
+        assert_eq!(claimed.as_str(), out.root_token.as_str());
+        // Claimable again until acknowledged (the claimer may crash before storing it).
+        assert!(core.claim_init_root_token().await.unwrap().is_some());
 
         // Service keys: stable per service, different between services.
         let (t, kv1) = core.service_key(ServiceName::Kv, 0).await.unwrap();
@@ -511,7 +559,7 @@ mod tests {
         core.seal().await.unwrap();
         assert!(core.status().await.unwrap().sealed);
         assert!(matches!(
-            core.verify_init_root_token(&out.root_token).await,
+            core.claim_init_root_token().await,
             Err(SealError::Sealed)
         ));
 
@@ -528,6 +576,10 @@ mod tests {
         assert!(!core.status().await.unwrap().sealed);
         let (_, again) = core.service_key(ServiceName::Kv, 0).await.unwrap();
         assert_eq!(*again, *kv1, "keys survive a restart");
+        assert!(core.claim_init_root_token().await.unwrap().is_some());
+        core.ack_init_root_token().await.unwrap();
+        assert!(core.claim_init_root_token().await.unwrap().is_none());
+        core.ack_init_root_token().await.unwrap();
         // Nothing stored contains the root token or a share in the clear.
         let raw = db
             .namespace("seal")
@@ -575,7 +627,14 @@ mod tests {
         assert_eq!(out.root_token.as_str(), "root");
         let st = core.unseal(&out.keys[0], false).await.unwrap();
         assert!(!st.sealed);
-        assert!(core.verify_init_root_token("root").await.unwrap());
+        assert_eq!(
+            core.claim_init_root_token()
+                .await
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "root"
+        );
     }
 
     #[tokio::test]

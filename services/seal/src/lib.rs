@@ -41,6 +41,8 @@ pub fn allow_list() -> AllowList {
         .allow("/bulwark.seal.v1.Seal/Status", &everyone)
         .allow("/bulwark.seal.v1.Seal/WatchSealState", &everyone)
         .allow("/bulwark.seal.v1.Seal/ServiceKey", &everyone)
+        .allow("/bulwark.seal.v1.Seal/ClaimInitRootToken", &[Auth])
+        .allow("/bulwark.seal.v1.Seal/AckInitRootToken", &[Auth])
 }
 
 #[derive(Debug, thiserror::Error)]

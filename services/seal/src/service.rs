@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use bulwark_proto::seal::v1::seal_server::Seal;
 use bulwark_proto::seal::v1::{
-    InitRequest, InitResponse, SealRequest, SealState, SealStatus, ServiceKeyRequest,
-    ServiceKeyResponse, StatusRequest, UnsealRequest, VerifyInitRootTokenRequest,
-    VerifyInitRootTokenResponse, WatchSealStateRequest,
+    AckInitRootTokenRequest, AckInitRootTokenResponse, ClaimInitRootTokenRequest,
+    ClaimInitRootTokenResponse, InitRequest, InitResponse, SealRequest, SealState, SealStatus,
+    ServiceKeyRequest, ServiceKeyResponse, StatusRequest, UnsealRequest, WatchSealStateRequest,
 };
 use bulwark_shared::peer::PeerIdentity;
 use futures::Stream;
@@ -90,14 +90,22 @@ impl Seal for SealService {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn verify_init_root_token(
+    async fn claim_init_root_token(
         &self,
-        req: Request<VerifyInitRootTokenRequest>,
-    ) -> Result<Response<VerifyInitRootTokenResponse>, Status> {
-        let valid = self
-            .core
-            .verify_init_root_token(&req.get_ref().token)
-            .await?;
-        Ok(Response::new(VerifyInitRootTokenResponse { valid }))
+        _: Request<ClaimInitRootTokenRequest>,
+    ) -> Result<Response<ClaimInitRootTokenResponse>, Status> {
+        let token = self.core.claim_init_root_token().await?;
+        Ok(Response::new(ClaimInitRootTokenResponse {
+            root_token: token.map(|t| t.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ack_init_root_token(
+        &self,
+        _: Request<AckInitRootTokenRequest>,
+    ) -> Result<Response<AckInitRootTokenResponse>, Status> {
+        self.core.ack_init_root_token().await?;
+        Ok(Response::new(AckInitRootTokenResponse {}))
     }
 }

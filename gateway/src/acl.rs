@@ -1,0 +1,329 @@
+//! Authentication and authorization of every request that is not one of the
+//! unauthenticated lifecycle endpoints: the token is resolved by the auth
+//! service, the decision is made by the policy service.
+//!
+//! Both answers are cached here, and both caches are invalidated by their
+//! owner's watch stream: a revoked token or an edited policy is refused on the
+//! very next request. While a stream is down, its cache is bypassed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bulwark_proto::auth::v1::auth_client::AuthClient;
+use bulwark_proto::auth::v1::{AuthenticateRequest, TokenEntry, WatchRevocationsRequest};
+use bulwark_proto::policy::v1::policy_client::PolicyClient;
+use bulwark_proto::policy::v1::{
+    AuthorizeRequest, AuthorizeResponse, Operation as PolicyOp, WatchPoliciesRequest,
+};
+use bulwark_shared::grpc::Channel;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::request::Operation;
+
+/// Entries past this count are dropped wholesale (a crude bound on memory).
+const MAX_ENTRIES: usize = 100_000;
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub token: String,
+    pub entry: TokenEntry,
+}
+
+impl Caller {
+    pub fn is_root(&self) -> bool {
+        self.entry.policies.iter().any(|p| p == "root")
+    }
+}
+
+#[derive(Default)]
+struct TokenCache {
+    /// sha256(token) → entry.
+    by_hash: HashMap<[u8; 32], TokenEntry>,
+    /// accessor → sha256(token), to drop entries on revocation events.
+    by_accessor: HashMap<String, [u8; 32]>,
+}
+
+type DecisionKey = (String, String, i32, bool);
+
+/// Caches with pushed invalidation.
+pub struct AclCache {
+    tokens: RwLock<TokenCache>,
+    token_live: AtomicBool,
+    token_gen: AtomicU64,
+    decisions: RwLock<HashMap<DecisionKey, AuthorizeResponse>>,
+    policy_live: AtomicBool,
+    policy_gen: AtomicU64,
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl AclCache {
+    pub fn new() -> Arc<Self> {
+        Arc::new(AclCache {
+            tokens: RwLock::default(),
+            token_live: AtomicBool::new(false),
+            token_gen: AtomicU64::new(0),
+            decisions: RwLock::default(),
+            policy_live: AtomicBool::new(false),
+            policy_gen: AtomicU64::new(0),
+        })
+    }
+
+    /// Follows the auth service's revocations and the policy service's
+    /// changes, for as long as the process runs.
+    pub fn spawn_watchers(
+        self: &Arc<Self>,
+        auth: AuthClient<Channel>,
+        policy: PolicyClient<Channel>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut client = auth.clone();
+                if let Ok(resp) = client.watch_revocations(WatchRevocationsRequest {}).await {
+                    let mut stream = resp.into_inner();
+                    // Events may have been missed while disconnected.
+                    me.clear_tokens();
+                    me.token_live.store(true, Ordering::SeqCst);
+                    while let Some(Ok(ev)) = stream.next().await {
+                        me.token_gen.fetch_add(1, Ordering::SeqCst);
+                        let mut c = me.tokens.write().unwrap_or_else(|e| e.into_inner());
+                        for acc in ev.accessors {
+                            if let Some(h) = c.by_accessor.remove(&acc) {
+                                c.by_hash.remove(&h);
+                            }
+                        }
+                    }
+                }
+                me.token_live.store(false, Ordering::SeqCst);
+                me.clear_tokens();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut client = policy.clone();
+                if let Ok(resp) = client.watch_policies(WatchPoliciesRequest {}).await {
+                    let mut stream = resp.into_inner();
+                    me.clear_decisions();
+                    me.policy_live.store(true, Ordering::SeqCst);
+                    while let Some(Ok(_)) = stream.next().await {
+                        me.clear_decisions();
+                    }
+                }
+                me.policy_live.store(false, Ordering::SeqCst);
+                me.clear_decisions();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+
+    fn clear_tokens(&self) {
+        self.token_gen.fetch_add(1, Ordering::SeqCst);
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = TokenCache::default();
+    }
+
+    /// Drops every cached decision (a policy changed).
+    pub fn clear_decisions(&self) {
+        self.policy_gen.fetch_add(1, Ordering::SeqCst);
+        self.decisions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Drops the tokens of these accessors at once (revoked through this gateway).
+    pub fn forget_accessors(&self, accessors: &[String]) {
+        self.token_gen.fetch_add(1, Ordering::SeqCst);
+        let mut c = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        for acc in accessors {
+            if let Some(h) = c.by_accessor.remove(acc) {
+                c.by_hash.remove(&h);
+            }
+        }
+    }
+
+    fn cached_token(&self, token: &str) -> Option<TokenEntry> {
+        if !self.token_live.load(Ordering::SeqCst) {
+            return None;
+        }
+        let c = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        let e = c.by_hash.get(&token_hash(token))?;
+        // Expiry is checked here too: an expired token is refused at once.
+        if e.expire_time != 0 && e.expire_time <= now_unix() {
+            return None;
+        }
+        Some(e.clone())
+    }
+
+    fn store_token(&self, token: &str, entry: &TokenEntry, generation: u64) {
+        // Tokens with a use count must reach the auth service on every use.
+        if entry.num_uses != 0 || !self.token_live.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut c = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        // A revocation seen since the lookup started may concern this token.
+        if self.token_gen.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        if c.by_hash.len() >= MAX_ENTRIES {
+            *c = TokenCache::default();
+        }
+        let h = token_hash(token);
+        c.by_accessor.insert(entry.accessor.clone(), h);
+        c.by_hash.insert(h, entry.clone());
+    }
+
+    /// Resolves the request's token: cached, or through the auth service.
+    pub async fn authenticate(
+        &self,
+        auth: &mut AuthClient<Channel>,
+        token: &str,
+    ) -> Result<TokenEntry, ApiError> {
+        if let Some(e) = self.cached_token(token) {
+            return Ok(e);
+        }
+        let generation = self.token_gen.load(Ordering::SeqCst);
+        let entry = auth
+            .authenticate(AuthenticateRequest {
+                token: token.to_string(),
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::PermissionDenied
+                | tonic::Code::Unauthenticated
+                | tonic::Code::NotFound => ApiError::permission_denied(),
+                _ => ApiError::from(s),
+            })?
+            .into_inner();
+        self.store_token(token, &entry, generation);
+        Ok(entry)
+    }
+
+    /// Decides whether `policies` may do `op` on `path`.
+    pub async fn authorize(
+        &self,
+        policy: &mut PolicyClient<Channel>,
+        policies: &[String],
+        path: &str,
+        op: PolicyOp,
+        needs_sudo: bool,
+    ) -> Result<AuthorizeResponse, ApiError> {
+        let key = (policies.join(","), path.to_string(), op as i32, needs_sudo);
+        let live = self.policy_live.load(Ordering::SeqCst);
+        if live {
+            if let Some(d) = self
+                .decisions
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+            {
+                return Ok(d.clone());
+            }
+        }
+        let generation = self.policy_gen.load(Ordering::SeqCst);
+        let decision = policy
+            .authorize(AuthorizeRequest {
+                policies: policies.to_vec(),
+                path: path.to_string(),
+                operation: op as i32,
+                needs_sudo,
+            })
+            .await?
+            .into_inner();
+        if live {
+            let mut d = self.decisions.write().unwrap_or_else(|e| e.into_inner());
+            if self.policy_gen.load(Ordering::SeqCst) == generation {
+                if d.len() >= MAX_ENTRIES {
+                    d.clear();
+                }
+                d.insert(key, decision.clone());
+            }
+        }
+        Ok(decision)
+    }
+}
+
+/// The policy operation a request needs. Writes are updates: no backend
+/// served here has an existence check yet (as in Vault without one).
+pub fn policy_op(op: Operation) -> Option<PolicyOp> {
+    Some(match op {
+        Operation::Read => PolicyOp::Read,
+        Operation::List => PolicyOp::List,
+        Operation::Write => PolicyOp::Update,
+        Operation::Delete => PolicyOp::Delete,
+        Operation::Patch => PolicyOp::Patch,
+        Operation::Head | Operation::Options => return None,
+    })
+}
+
+/// Root-protected paths: `sudo` is needed on top of the operation's capability.
+pub fn needs_sudo(path: &str, op: Operation) -> bool {
+    let p = path.trim_end_matches('/');
+    let under = |prefix: &str| p == prefix || p.starts_with(&format!("{prefix}/"));
+    match p {
+        "sys/seal"
+        | "sys/step-down"
+        | "sys/rotate"
+        | "sys/remount"
+        | "sys/config/cors"
+        | "sys/audit"
+        | "auth/token/revoke-orphan" => true,
+        "auth/token/accessors" => op == Operation::List,
+        _ => {
+            (p.starts_with("sys/audit/"))
+                || (p.starts_with("sys/auth/") && p != "sys/auth")
+                || under("sys/config/auditing/request-headers")
+                || under("sys/config/ui/headers")
+                || p.starts_with("sys/internal/inspect/router/")
+                || (p.starts_with("sys/leases/lookup/") && op == Operation::List)
+                || p.starts_with("sys/leases/revoke-force/")
+                || p.starts_with("sys/leases/revoke-prefix/")
+                || p.starts_with("sys/revoke-force/")
+                || p.starts_with("sys/revoke-prefix/")
+                || p.starts_with("sys/plugins/catalog/")
+                || p.starts_with("sys/raw/")
+                || p.starts_with("sys/storage/raft/snapshot-auto/config")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sudo_paths() {
+        for (p, op, want) in [
+            ("sys/seal", Operation::Write, true),
+            ("sys/policy/x", Operation::Write, false),
+            ("sys/mounts/x", Operation::Write, false),
+            ("sys/auth", Operation::Read, false),
+            ("sys/auth/userpass", Operation::Write, true),
+            ("sys/auth/userpass/tune", Operation::Write, true),
+            ("sys/audit", Operation::Read, true),
+            ("sys/audit/file", Operation::Write, true),
+            ("auth/token/accessors/", Operation::List, true),
+            ("auth/token/revoke-orphan", Operation::Write, true),
+            ("auth/token/create", Operation::Write, false),
+            ("sys/leases/lookup/database/", Operation::List, true),
+            ("sys/leases/lookup", Operation::Write, false),
+            ("sys/leases/revoke-prefix/db", Operation::Write, true),
+            ("sys/raw/x", Operation::Read, true),
+        ] {
+            assert_eq!(needs_sudo(p, op), want, "{p}");
+        }
+    }
+}
