@@ -9,6 +9,12 @@ pub mod auth {
     }
 }
 
+pub mod kv {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.kv.v1");
+    }
+}
+
 pub mod policy {
     pub mod v1 {
         tonic::include_proto!("bulwark.policy.v1");
