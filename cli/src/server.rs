@@ -227,10 +227,15 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
         addresses.insert(name, l.local_addr()?.to_string());
         listeners.insert(name, l);
     }
+    // Every service keeps data but the ones not built yet (they only hold a key).
     let needs_storage = plan.targets.iter().any(|n| {
         matches!(
             n,
-            ServiceName::Seal | ServiceName::Auth | ServiceName::Policy
+            ServiceName::Seal
+                | ServiceName::Auth
+                | ServiceName::Policy
+                | ServiceName::Kv
+                | ServiceName::Gateway
         )
     });
     let db = if needs_storage {
@@ -247,18 +252,19 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let mut http_addr = None;
+    let mut gateway = None;
     for &name in &plan.targets {
         let id = plan.identity(name)?;
         match name {
             ServiceName::Seal => {
                 let listener = listeners.remove(&name).context("seal listener")?;
-                let db = db.clone().context("storage")?;
+                let db = db.clone().context("no storage configured")?;
                 let stop = stopped();
                 tasks.spawn(async move { Ok(bulwark_seal::serve(id, db, listener, stop).await?) });
             }
             ServiceName::Auth => {
                 let listener = listeners.remove(&name).context("auth listener")?;
-                let db = db.clone().context("storage")?;
+                let db = db.clone().context("no storage configured")?;
                 let seal = channel(&id, ServiceName::Seal)?;
                 let stop = stopped();
                 tasks.spawn(
@@ -267,19 +273,35 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
             }
             ServiceName::Policy => {
                 let listener = listeners.remove(&name).context("policy listener")?;
-                let db = db.clone().context("storage")?;
+                let db = db.clone().context("no storage configured")?;
                 let seal = channel(&id, ServiceName::Seal)?;
                 let stop = stopped();
                 tasks.spawn(async move {
                     Ok(bulwark_policy::serve(id, db, seal, listener, stop).await?)
                 });
             }
-            ServiceName::Gateway => {
-                let gw = bulwark_gateway::Gateway::new(bulwark_gateway::Upstreams {
-                    seal: channel(&id, ServiceName::Seal)?,
-                    auth: channel(&id, ServiceName::Auth)?,
-                    policy: channel(&id, ServiceName::Policy)?,
+            ServiceName::Kv => {
+                let listener = listeners.remove(&name).context("kv listener")?;
+                let db = db.clone().context("no storage configured")?;
+                let seal = channel(&id, ServiceName::Seal)?;
+                let auth = channel(&id, ServiceName::Auth)?;
+                let stop = stopped();
+                tasks.spawn(async move {
+                    Ok(bulwark_kv::serve(id, db, seal, auth, listener, stop).await?)
                 });
+            }
+            ServiceName::Gateway => {
+                let gw = bulwark_gateway::Gateway::new(
+                    bulwark_gateway::Upstreams {
+                        seal: channel(&id, ServiceName::Seal)?,
+                        auth: channel(&id, ServiceName::Auth)?,
+                        policy: channel(&id, ServiceName::Policy)?,
+                        kv: channel(&id, ServiceName::Kv)?,
+                    },
+                    db.as_ref().context("no storage configured")?,
+                )
+                .await?;
+                gateway = Some(gw.clone());
                 let http = TcpListener::bind(&plan.http_address)
                     .await
                     .with_context(|| format!("cannot listen for HTTP on {}", plan.http_address))?;
@@ -306,6 +328,11 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
     if let Some(root_token_id) = &plan.dev_root_token {
         let id = plan.identity(ServiceName::Gateway)?;
         let (key, token) = dev_bootstrap(channel(&id, ServiceName::Seal)?, root_token_id).await?;
+        if let Some(gw) = &gateway {
+            gw.mount_kv("secret", 2)
+                .await
+                .map_err(|e| anyhow!("dev mode: mounting secret/: {:?}", e.errors))?;
+        }
         print_dev_banner(http_addr, &key, &token);
     }
     println!("==> Bulwark server configuration:\n");

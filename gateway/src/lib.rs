@@ -9,8 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+mod engines;
 pub mod envelope;
 pub mod error;
+pub mod mounts;
 pub mod request;
 mod sys;
 mod token;
@@ -26,15 +28,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use bulwark_proto::auth::v1::auth_client::AuthClient;
+use bulwark_proto::kv::v1::kv_client::KvClient;
 use bulwark_proto::policy::v1::policy_client::PolicyClient;
 use bulwark_proto::seal::v1::seal_client::SealClient;
-use bulwark_shared::grpc::{Channel, SealWatcher};
+use bulwark_shared::barrier::Barrier;
+use bulwark_shared::grpc::{Channel, KeyedRuntime, SealWatcher};
+use bulwark_shared::storage::Database;
 use tracing::Instrument;
 use tracing_opentelemetry_ext::set_parent;
 
 use crate::acl::{needs_sudo, policy_op, AclCache, Caller};
 use crate::error::ApiError;
 use crate::request::Operation;
+use bulwark_proto::policy::v1::Operation as PolicyOp;
 
 /// The version reported to clients: the Vault API level served, plus ours.
 pub const VERSION: &str = concat!("1.16.0+bulwark.", env!("CARGO_PKG_VERSION"));
@@ -52,6 +58,7 @@ pub struct Upstreams {
     pub seal: Channel,
     pub auth: Channel,
     pub policy: Channel,
+    pub kv: Channel,
 }
 
 struct Inner {
@@ -59,7 +66,10 @@ struct Inner {
     seal_watch: SealWatcher,
     auth: AuthClient<Channel>,
     policy: PolicyClient<Channel>,
+    kv: KvClient<Channel>,
     acl: Arc<AclCache>,
+    mounts: mounts::MountTable,
+    migrations: std::sync::Mutex<std::collections::VecDeque<(String, String, String)>>,
 }
 
 /// Shared gateway state. Cheap to clone.
@@ -69,22 +79,78 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(up: Upstreams) -> Self {
+    /// A gateway over these services, keeping its mount table in `db`
+    /// (namespace `gateway`, sealed with the gateway's own key).
+    pub async fn new(
+        up: Upstreams,
+        db: &Database,
+    ) -> Result<Self, bulwark_shared::storage::StorageError> {
         let seal = SealClient::new(up.seal);
-        let seal_watch = SealWatcher::spawn(seal.clone(), None);
+        let rt = KeyedRuntime::start(seal.clone());
+        let barrier = Barrier::new(db.namespace("gateway").await?, rt.keyring.clone());
         let auth = AuthClient::new(up.auth);
         let policy = PolicyClient::new(up.policy);
         let acl = AclCache::new();
         acl.spawn_watchers(auth.clone(), policy.clone());
-        Gateway {
+        Ok(Gateway {
             inner: Arc::new(Inner {
                 seal,
-                seal_watch,
+                seal_watch: rt.seal,
                 auth,
                 policy,
+                kv: KvClient::new(up.kv),
                 acl,
+                mounts: mounts::MountTable::new(barrier),
+                migrations: Default::default(),
             }),
+        })
+    }
+
+    pub(crate) fn kv(&self) -> KvClient<Channel> {
+        self.inner.kv.clone()
+    }
+
+    pub(crate) fn mounts(&self) -> &mounts::MountTable {
+        &self.inner.mounts
+    }
+
+    pub(crate) fn record_migration(&self, id: &str, from: &str, to: &str) {
+        let mut m = self
+            .inner
+            .migrations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if m.len() >= 64 {
+            m.pop_front();
         }
+        m.push_back((id.to_string(), from.to_string(), to.to_string()));
+    }
+
+    pub(crate) fn migration(&self, id: &str) -> Option<(String, String)> {
+        let m = self
+            .inner
+            .migrations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .find(|(i, _, _)| i == id)
+            .map(|(_, f, t)| (f.clone(), t.clone()))
+    }
+
+    /// Mounts a kv engine (dev mode's `secret/`, version 2).
+    pub async fn mount_kv(&self, path: &str, version: u8) -> Result<(), ApiError> {
+        let entry = mounts::MountEntry {
+            path: path.to_string(),
+            kind: "kv".into(),
+            description: "key/value secret storage".into(),
+            accessor: String::new(),
+            uuid: String::new(),
+            config: mounts::MountConfig::default(),
+            options: Some([("version".to_string(), version.to_string())].into()),
+            local: false,
+            seal_wrap: false,
+        };
+        self.mounts().enable(entry).await.map(|_| ())
     }
 
     pub(crate) fn seal(&self) -> SealClient<Channel> {
@@ -103,14 +169,8 @@ impl Gateway {
         &self.inner.acl
     }
 
-    /// Resolves the request's token and checks the policies for `op` on
-    /// `path`. Returns the caller and the winning rule's capabilities.
-    async fn authorize(
-        &self,
-        headers: &HeaderMap,
-        path: &str,
-        op: Operation,
-    ) -> Result<(Caller, Vec<String>), ApiError> {
+    /// Resolves the request's token.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let token = request::client_token(headers).ok_or_else(ApiError::permission_denied)?;
         let entry = self
             .acl()
@@ -119,7 +179,18 @@ impl Gateway {
             .inspect_err(|e| {
                 tracing::debug!(status = e.status.as_u16(), "authentication failed");
             })?;
-        let pop = policy_op(op).ok_or_else(ApiError::unsupported_operation)?;
+        Ok(Caller { token, entry })
+    }
+
+    /// Checks the caller's policies for `pop` on `path`. Returns the winning
+    /// rule's capabilities.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        path: &str,
+        op: Operation,
+        pop: PolicyOp,
+    ) -> Result<Vec<String>, ApiError> {
         // LIST requests are checked against the path with its trailing slash.
         let acl_path = if op == Operation::List && !path.ends_with('/') {
             format!("{path}/")
@@ -130,7 +201,7 @@ impl Gateway {
             .acl()
             .authorize(
                 &mut self.policy(),
-                &entry.policies,
+                &caller.entry.policies,
                 &acl_path,
                 pop,
                 needs_sudo(path, op),
@@ -140,7 +211,7 @@ impl Gateway {
         if !decision.allowed {
             return Err(ApiError::permission_denied());
         }
-        Ok((Caller { token, entry }, decision.capabilities))
+        Ok(decision.capabilities)
     }
 
     /// Whether data paths must answer 503 (sealed, or the seal service is
@@ -299,7 +370,34 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         return Err(ApiError::sealed());
     }
     let path = req.path.clone();
-    let (caller, caps) = gw.authorize(&req.headers, &path, op).await?;
+    let caller = gw.authenticate(&req.headers).await?;
+    // The CLI's preflight: any valid token may learn which mount serves a path.
+    if let Some(rest) = path.strip_prefix("sys/internal/ui/mounts") {
+        if op != Operation::Read {
+            return Err(ApiError::unsupported_operation());
+        }
+        return sys::mounts::ui_mounts(gw, Some(rest)).await;
+    }
+    // Writes are `create` or `update` depending on what is stored (Vault's
+    // existence check), for the engines that have one.
+    let mut pop = policy_op(op).ok_or_else(ApiError::unsupported_operation)?;
+    let mount = if path.starts_with("sys/") || path.starts_with("auth/") {
+        None
+    } else {
+        gw.mounts().route(&path).await?
+    };
+    if let (Some((m, rest)), Operation::Write) = (&mount, op) {
+        if (m.kind == "kv" || m.kind == "cubbyhole") && !caller.is_root() {
+            pop = engines::kv::write_op(gw, m, rest, &caller).await?;
+        }
+    }
+    let caps = gw.authorize(&caller, &path, op, pop).await?;
+    if let Some((m, rest)) = mount {
+        return match m.kind.as_str() {
+            "kv" | "cubbyhole" => engines::kv::handle(gw, req, op, &m, &rest, &caller).await,
+            _ => Err(ApiError::no_route(path.trim_end_matches('/'))),
+        };
+    }
     let route = path.trim_end_matches('/');
     use sys::capabilities::Whose;
     use sys::policy::Family;
@@ -307,6 +405,8 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         "sys/seal" => sys::lifecycle::seal(gw, req).await,
         "sys/policy" => sys::policy::list(gw, Family::Legacy, op).await,
         "sys/policies/acl" => sys::policy::list(gw, Family::Acl, op).await,
+        "sys/mounts" => sys::mounts::list(gw, op).await,
+        "sys/remount" if op == Operation::Write => sys::mounts::remount(gw, req).await,
         "sys/capabilities-self" if op == Operation::Write => {
             sys::capabilities::handle(gw, req, &caller, Whose::Own).await
         }
@@ -317,7 +417,11 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
             sys::capabilities::handle(gw, req, &caller, Whose::Accessor).await
         }
         r => {
-            if let Some(name) = r.strip_prefix("sys/policy/") {
+            if let Some(rest) = r.strip_prefix("sys/mounts/") {
+                sys::mounts::one(gw, req, op, rest).await
+            } else if let Some(id) = r.strip_prefix("sys/remount/status/") {
+                sys::mounts::remount_status(gw, id).await
+            } else if let Some(name) = r.strip_prefix("sys/policy/") {
                 sys::policy::one(gw, req, Family::Legacy, op, name).await
             } else if let Some(name) = r.strip_prefix("sys/policies/acl/") {
                 sys::policy::one(gw, req, Family::Acl, op, name).await

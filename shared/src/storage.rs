@@ -65,12 +65,23 @@ impl Database {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10));
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
+                // Several processes opening one file at once can find it
+                // locked while another switches it to WAL: try again.
+                let mut attempt = 0;
+                loop {
+                    match SqlitePoolOptions::new()
                         .max_connections(8)
-                        .connect_with(opts)
-                        .await?,
-                )
+                        .connect_with(opts.clone())
+                        .await
+                    {
+                        Ok(p) => break Pool::Sqlite(p),
+                        Err(_) if attempt < 20 => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
             StorageConfig::SqliteMemory => {
                 // One connection that never closes: an in-memory database lives
@@ -129,7 +140,7 @@ impl Database {
                 with_pool!(&self.pool, p => sqlx::query(&sql.create).execute(p).await.map(|_| ()));
             match res {
                 Ok(_) => break,
-                Err(_) if attempt < 3 => {
+                Err(_) if attempt < 10 => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }

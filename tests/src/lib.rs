@@ -474,3 +474,101 @@ pub async fn init_unsealed(api: &Api) -> String {
     assert_eq!(r.body["sealed"], false, "unseal: {:?}", r.body);
     root
 }
+
+/// `PATCH` with Vault's merge-patch content type.
+pub async fn patch(api: &Api, path: &str, body: serde_json::Value) -> Reply {
+    let mut req = api
+        .http
+        .patch(format!("{}/v1/{}", api.base, path))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(serde_json::to_vec(&body).expect("json"));
+    if let Some(t) = &api.token {
+        req = req.header("X-Vault-Token", t);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body");
+    Reply {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        headers,
+    }
+}
+
+/// A closed-loop load generator for the benchmarks: `concurrency` clients
+/// each send requests back to back for `secs` seconds.
+pub mod load {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// Requests per second and latency percentiles of one run.
+    pub struct Outcome {
+        pub ok: u64,
+        pub errors: u64,
+        pub per_sec: f64,
+        pub p50: Duration,
+        pub p99: Duration,
+    }
+
+    impl std::fmt::Display for Outcome {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "{:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   errors {}",
+                self.per_sec,
+                self.p50.as_secs_f64() * 1e3,
+                self.p99.as_secs_f64() * 1e3,
+                self.errors
+            )
+        }
+    }
+
+    /// Runs `request(client_index, iteration)`; a request succeeds when it
+    /// returns true.
+    pub async fn run<F, Fut>(secs: u64, concurrency: u64, request: F) -> Outcome
+    where
+        F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
+        let request = Arc::new(request);
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for c in 0..concurrency {
+            let request = request.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, 0u64);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if request(c, i).await {
+                        lat.push(t.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                    i += 1;
+                }
+                (lat, errors)
+            }));
+        }
+        let (mut all, mut errors) = (Vec::new(), 0);
+        for t in tasks {
+            let (l, e) = t.await.expect("load task");
+            all.extend(l);
+            errors += e;
+        }
+        all.sort();
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        Outcome {
+            ok: all.len() as u64,
+            errors,
+            per_sec: all.len() as f64 / secs as f64,
+            p50: pct(0.50),
+            p99: pct(0.99),
+        }
+    }
+}

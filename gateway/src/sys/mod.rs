@@ -2,4 +2,5 @@
 
 pub mod capabilities;
 pub mod lifecycle;
+pub mod mounts;
 pub mod policy;

@@ -52,7 +52,13 @@ const AUTH_PREFIX: &str = "/bulwark.auth.v1.Auth/";
 
 /// Who may call what: only the gateway calls the auth service.
 pub fn allow_list() -> AllowList {
-    AllowList::new().allow(AUTH_PREFIX, &[ServiceName::Gateway])
+    AllowList::new()
+        .allow(AUTH_PREFIX, &[ServiceName::Gateway])
+        // kv drops a revoked token's cubbyhole.
+        .allow(
+            "/bulwark.auth.v1.Auth/WatchRevocations",
+            &[ServiceName::Gateway, ServiceName::Kv],
+        )
 }
 
 /// Why [`serve`] stopped.

@@ -1,0 +1,3 @@
+//! Secrets engines as Vault's HTTP API shows them, each over its service.
+
+pub mod kv;
