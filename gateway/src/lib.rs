@@ -376,7 +376,7 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         if op != Operation::Read {
             return Err(ApiError::unsupported_operation());
         }
-        return sys::mounts::ui_mounts(gw, Some(rest)).await;
+        return sys::mounts::ui_mounts(gw, &caller, Some(rest)).await;
     }
     // Writes are `create` or `update` depending on what is stored (Vault's
     // existence check), for the engines that have one.

@@ -431,6 +431,23 @@ async fn kv_v1_cubbyhole_and_policies() {
         403
     );
     assert_eq!(ro.get("secret/metadata/mysql/webapp").await.status, 403);
+    // The CLI's preflight answers only for mounts the token can reach.
+    let pre = ok(
+        ro.get("sys/internal/ui/mounts/secret/mysql/webapp").await,
+        200,
+    )
+    .await;
+    assert_eq!(pre["data"]["path"], "secret/");
+    let r = ro.get("sys/internal/ui/mounts/kv/anything").await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.errors()[0].contains("preflight capability check returned 403"),
+        "{:?}",
+        r.errors()
+    );
+    let listed = ok(ro.get("sys/internal/ui/mounts").await, 200).await;
+    assert!(listed["data"]["secret"]["secret/"].is_object());
+    assert!(listed["data"]["secret"]["kv/"].is_null());
     // create without update: a new key yes, an existing key no.
     ok(
         root.put(

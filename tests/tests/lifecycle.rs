@@ -439,6 +439,14 @@ async fn dev_mode_starts_unsealed_with_the_given_root_token() {
         ),
         (json!(true), json!(false), json!(1))
     );
+    // Like Vault's dev mode: kv v2 at secret/.
+    let root = api.with_token("root");
+    let m = root.get("sys/mounts").await;
+    assert_eq!(m.body["data"]["secret/"]["options"]["version"], "2");
+    let w = root
+        .put("secret/data/hello", json!({"data": {"foo": "world"}}))
+        .await;
+    assert_eq!(w.status, 200, "{:?}", w.body);
     assert_eq!(
         api.with_token("root")
             .put("sys/seal", json!({}))

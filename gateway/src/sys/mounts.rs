@@ -321,13 +321,34 @@ pub async fn remount_status(gw: &Gateway, id: &str) -> Result<Response, ApiError
 }
 
 /// `GET sys/internal/ui/mounts[/:path]`: what the Vault CLI asks before every
-/// `kv` command, to learn the mount and its kv version. Any valid token may
-/// ask (the check of access under the mount is the policy's part of the
-/// requests that follow).
-pub async fn ui_mounts(gw: &Gateway, path: Option<&str>) -> Result<Response, ApiError> {
+/// `kv` command, to learn the mount and its kv version. Answered when the
+/// token may do anything under the mount, as Vault does; listed mounts are
+/// those the token can reach.
+pub async fn ui_mounts(
+    gw: &Gateway,
+    caller: &crate::acl::Caller,
+    path: Option<&str>,
+) -> Result<Response, ApiError> {
+    let reachable = |m: MountEntry| async move {
+        let allowed = gw
+            .policy()
+            .has_access_under(bulwark_proto::policy::v1::HasAccessUnderRequest {
+                policies: caller.entry.policies.clone(),
+                path: m.path.clone(),
+            })
+            .await?
+            .into_inner()
+            .allowed;
+        Ok::<_, ApiError>(allowed.then_some(m))
+    };
     match path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
         None => {
-            let entries = gw.mounts().all().await?;
+            let mut entries = Vec::new();
+            for m in gw.mounts().all().await? {
+                if let Some(m) = reachable(m).await? {
+                    entries.push(m);
+                }
+            }
             Ok(Envelope::data(
                 json!({ "secret": table_json(&entries), "auth": {} }),
                 "system",
@@ -335,14 +356,16 @@ pub async fn ui_mounts(gw: &Gateway, path: Option<&str>) -> Result<Response, Api
             .into_response())
         }
         Some(p) => {
-            let (m, _) = gw.mounts().route(p).await?.ok_or_else(|| {
+            let refused = || {
                 ApiError::new(
                     StatusCode::FORBIDDEN,
                     format!(
                         "preflight capability check returned 403, please ensure client's policies grant access to path \"{p}/\""
                     ),
                 )
-            })?;
+            };
+            let (m, _) = gw.mounts().route(p).await?.ok_or_else(refused)?;
+            let m = reachable(m).await?.ok_or_else(refused)?;
             let mut v = m.to_json();
             v["path"] = json!(m.path);
             Ok(Envelope::data(v, "system").into_response())

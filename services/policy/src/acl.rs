@@ -249,6 +249,9 @@ pub struct Acl {
     exact: HashMap<String, Permissions>,
     globs: PrefixTree<Permissions>,
     segments: Vec<SegmentRule>,
+    /// Every non-exact pattern's fixed part (up to its first `+` or `*`) with
+    /// its merged capabilities, for [`Acl::has_access_under`].
+    wildcard_prefixes: Vec<(String, CapabilitySet)>,
 }
 
 impl Acl {
@@ -260,7 +263,9 @@ impl Acl {
             exact: HashMap::new(),
             globs: PrefixTree::new(),
             segments: Vec::new(),
+            wildcard_prefixes: Vec::new(),
         };
+        let mut wildcards: HashMap<String, Permissions> = HashMap::new();
         let mut segments: HashMap<String, Permissions> = HashMap::new();
         for (name, policy) in policies {
             if name == ROOT_POLICY {
@@ -276,8 +281,22 @@ impl Acl {
                     Kind::Segment => segments.entry(rule.path.clone()).or_default(),
                 };
                 perms.merge(name, rule.capabilities);
+                if !matches!(classify(rule), Kind::Exact) {
+                    let fixed = rule
+                        .path
+                        .find(['+', '*'])
+                        .map_or(rule.path.as_str(), |i| &rule.path[..i]);
+                    wildcards
+                        .entry(fixed.to_string())
+                        .or_default()
+                        .merge(name, rule.capabilities);
+                }
             }
         }
+        acl.wildcard_prefixes = wildcards
+            .into_iter()
+            .map(|(k, p)| (k, p.capabilities))
+            .collect();
         acl.segments = segments
             .into_iter()
             .map(|(pattern, perms)| SegmentRule::new(pattern, perms))
@@ -288,6 +307,22 @@ impl Acl {
     /// Whether the set holds the `root` policy.
     pub fn is_root(&self) -> bool {
         self.root
+    }
+
+    /// Whether any rule grants a capability (other than `deny`) on some path
+    /// under `mount` (`secret/`): a rule for a path inside the mount, or a
+    /// wildcard rule whose fixed part covers the mount or lies inside it.
+    pub fn has_access_under(&self, mount: &str) -> bool {
+        if self.root {
+            return true;
+        }
+        let grants = |c: &CapabilitySet| !c.is_empty() && !c.contains(Capability::Deny);
+        self.exact
+            .iter()
+            .any(|(path, p)| path.starts_with(mount) && grants(&p.capabilities))
+            || self.wildcard_prefixes.iter().any(|(fixed, caps)| {
+                (fixed.starts_with(mount) || mount.starts_with(fixed.as_str())) && grants(caps)
+            })
     }
 
     /// The capabilities on `path`, sorted: `["root"]` for root, `["deny"]`
@@ -713,5 +748,38 @@ mod tests {
         );
         assert_eq!(t.longest_prefix("a/b").map(|(l, v)| (l, *v)), Some((2, 1)));
         assert_eq!(t.longest_prefix("zzz").map(|(l, v)| (l, *v)), Some((0, 0)));
+    }
+
+    #[test]
+    fn access_under_a_mount() {
+        let check = |hcl: &str, mount: &str| {
+            let p = crate::parse::parse_policy(hcl).unwrap();
+            Acl::new([("p", &p)]).has_access_under(mount)
+        };
+        assert!(check(
+            r#"path "secret/data/app" { capabilities = ["read"] }"#,
+            "secret/"
+        ));
+        assert!(check(
+            r#"path "secret/*" { capabilities = ["list"] }"#,
+            "secret/"
+        ));
+        assert!(check(r#"path "*" { capabilities = ["read"] }"#, "secret/"));
+        assert!(check(
+            r#"path "secret/+/app" { capabilities = ["read"] }"#,
+            "secret/"
+        ));
+        assert!(!check(
+            r#"path "secret/data/app" { capabilities = ["deny"] }"#,
+            "secret/"
+        ));
+        assert!(!check(
+            r#"path "other/*" { capabilities = ["read"] }"#,
+            "secret/"
+        ));
+        assert!(!check(
+            r#"path "secretive/x" { capabilities = ["read"] }"#,
+            "secret/"
+        ));
     }
 }

@@ -109,6 +109,19 @@ impl Policy for PolicyService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn has_access_under(
+        &self,
+        req: Request<pb::HasAccessUnderRequest>,
+    ) -> Result<Response<pb::HasAccessUnderResponse>, Status> {
+        let req = req.into_inner();
+        let allowed = self
+            .store
+            .has_access_under(&req.policies, &req.path)
+            .await?;
+        Ok(Response::new(pb::HasAccessUnderResponse { allowed }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn capabilities(
         &self,
         req: Request<pb::CapabilitiesRequest>,

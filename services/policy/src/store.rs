@@ -410,6 +410,15 @@ impl PolicyStore {
         Ok(self.acl(policies).await?.authorize(path, op, needs_sudo))
     }
 
+    /// Whether `policies` grant anything under the mount at `path`.
+    pub async fn has_access_under(
+        &self,
+        policies: &[String],
+        path: &str,
+    ) -> Result<bool, PolicyError> {
+        Ok(self.acl(policies).await?.has_access_under(path))
+    }
+
     /// The capabilities `policies` grant on each of `paths`, in order.
     pub async fn capabilities(
         &self,
