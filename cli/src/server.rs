@@ -235,6 +235,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 | ServiceName::Auth
                 | ServiceName::Policy
                 | ServiceName::Kv
+                | ServiceName::Audit
                 | ServiceName::Gateway
         )
     });
@@ -290,6 +291,15 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                     Ok(bulwark_kv::serve(id, db, seal, auth, listener, stop).await?)
                 });
             }
+            ServiceName::Audit => {
+                let listener = listeners.remove(&name).context("audit listener")?;
+                let db = db.clone().context("no storage configured")?;
+                let seal = channel(&id, ServiceName::Seal)?;
+                let stop = stopped();
+                tasks.spawn(async move {
+                    Ok(bulwark_audit::serve(id, db, seal, listener, stop).await?)
+                });
+            }
             ServiceName::Gateway => {
                 let gw = bulwark_gateway::Gateway::new(
                     bulwark_gateway::Upstreams {
@@ -297,6 +307,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                         auth: channel(&id, ServiceName::Auth)?,
                         policy: channel(&id, ServiceName::Policy)?,
                         kv: channel(&id, ServiceName::Kv)?,
+                        audit: channel(&id, ServiceName::Audit)?,
                     },
                     db.as_ref().context("no storage configured")?,
                 )

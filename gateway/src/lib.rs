@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+mod audit;
 mod engines;
 pub mod envelope;
 pub mod error;
@@ -27,6 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
+use bulwark_proto::audit::v1::audit_client::AuditClient;
 use bulwark_proto::auth::v1::auth_client::AuthClient;
 use bulwark_proto::kv::v1::kv_client::KvClient;
 use bulwark_proto::policy::v1::policy_client::PolicyClient;
@@ -59,6 +61,7 @@ pub struct Upstreams {
     pub auth: Channel,
     pub policy: Channel,
     pub kv: Channel,
+    pub audit: Channel,
 }
 
 struct Inner {
@@ -67,6 +70,7 @@ struct Inner {
     auth: AuthClient<Channel>,
     policy: PolicyClient<Channel>,
     kv: KvClient<Channel>,
+    audit: AuditClient<Channel>,
     acl: Arc<AclCache>,
     mounts: mounts::MountTable,
     migrations: std::sync::Mutex<std::collections::VecDeque<(String, String, String)>>,
@@ -98,12 +102,20 @@ impl Gateway {
                 seal_watch: rt.seal,
                 auth,
                 policy,
-                kv: KvClient::new(up.kv),
+                kv: KvClient::new(up.kv)
+                    .max_decoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE)
+                    .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE),
+                audit: AuditClient::new(up.audit)
+                    .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE),
                 acl,
                 mounts: mounts::MountTable::new(barrier),
                 migrations: Default::default(),
             }),
         })
+    }
+
+    pub(crate) fn audit(&self) -> AuditClient<Channel> {
+        self.inner.audit.clone()
     }
 
     pub(crate) fn kv(&self) -> KvClient<Channel> {
@@ -182,15 +194,15 @@ impl Gateway {
         Ok(Caller { token, entry })
     }
 
-    /// Checks the caller's policies for `pop` on `path`. Returns the winning
-    /// rule's capabilities.
+    /// Checks the caller's policies for `pop` on `path`. Returns the
+    /// decision (the winning rule's capabilities, the granting policies).
     async fn authorize(
         &self,
         caller: &Caller,
         path: &str,
         op: Operation,
         pop: PolicyOp,
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<bulwark_proto::policy::v1::AuthorizeResponse, ApiError> {
         // LIST requests are checked against the path with its trailing slash.
         let acl_path = if op == Operation::List && !path.ends_with('/') {
             format!("{path}/")
@@ -211,7 +223,7 @@ impl Gateway {
         if !decision.allowed {
             return Err(ApiError::permission_denied());
         }
-        Ok(decision.capabilities)
+        Ok(decision)
     }
 
     /// Whether data paths must answer 503 (sealed, or the seal service is
@@ -239,6 +251,8 @@ impl Gateway {
 
 /// One decoded API request: the path below `/v1/`, without its leading slash.
 pub struct ApiRequest {
+    /// The client's address, when the listener knows it.
+    pub remote: Option<std::net::SocketAddr>,
     pub method: Method,
     pub path: String,
     pub query: Vec<(String, String)>,
@@ -303,7 +317,12 @@ async fn handle_v1(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    let remote = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
     let req = ApiRequest {
+        remote,
         method: parts.method,
         path,
         query,
@@ -370,31 +389,131 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         return Err(ApiError::sealed());
     }
     let path = req.path.clone();
-    let caller = gw.authenticate(&req.headers).await?;
-    // The CLI's preflight: any valid token may learn which mount serves a path.
-    if let Some(rest) = path.strip_prefix("sys/internal/ui/mounts") {
-        if op != Operation::Read {
-            return Err(ApiError::unsupported_operation());
-        }
-        return sys::mounts::ui_mounts(gw, &caller, Some(rest)).await;
-    }
-    // Writes are `create` or `update` depending on what is stored (Vault's
-    // existence check), for the engines that have one.
-    let mut pop = policy_op(op).ok_or_else(ApiError::unsupported_operation)?;
     let mount = if path.starts_with("sys/") || path.starts_with("auth/") {
         None
     } else {
         gw.mounts().route(&path).await?
     };
-    if let (Some((m, rest)), Operation::Write) = (&mount, op) {
-        if (m.kind == "kv" || m.kind == "cubbyhole") && !caller.is_root() {
+    let audited = audit::audited(&path);
+    let mut ctx = audit::Context::new(
+        uuid::Uuid::new_v4().to_string(),
+        &path,
+        audit_data(&req),
+        req.remote,
+        mount.as_ref().map(|(m, _)| m),
+    );
+    let (caller, decision) =
+        match authorize_request(gw, &req, op, &path, mount.as_ref(), &mut ctx).await {
+            Ok(v) => v,
+            Err(e) => {
+                if audited {
+                    let msg = e.errors.join("; ");
+                    ctx.log_request(gw, &msg).await?;
+                    ctx.log_response(gw, &serde_json::json!({ "errors": e.errors }), &msg)
+                        .await?;
+                }
+                return Err(e);
+            }
+        };
+    if !audited {
+        return route(gw, req, op, &path, mount, &caller, &decision.capabilities).await;
+    }
+    // Fail-closed: nothing is acted on unless the request was recorded.
+    ctx.log_request(gw, "").await?;
+    let resp = route(gw, req, op, &path, mount, &caller, &decision.capabilities)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let error = json
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default();
+    ctx.log_response(gw, &json, &error).await?;
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// The request's data as an audit entry records it: the JSON body, or the
+/// query parameters of a read.
+fn audit_data(req: &ApiRequest) -> serde_json::Value {
+    if let Ok(m) = request::json_object(&req.body) {
+        if !m.is_empty() {
+            return serde_json::Value::Object(m);
+        }
+    }
+    let q: serde_json::Map<String, serde_json::Value> = req
+        .query
+        .iter()
+        .filter(|(k, _)| k != "list" && k != "help")
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+        .collect();
+    serde_json::Value::Object(q)
+}
+
+/// Authenticates the caller and checks the policies (the CLI's preflight
+/// needs a valid token only: it checks access under the mount itself).
+async fn authorize_request(
+    gw: &Gateway,
+    req: &ApiRequest,
+    op: Operation,
+    path: &str,
+    mount: Option<&(mounts::MountEntry, String)>,
+    ctx: &mut audit::Context,
+) -> Result<(Caller, bulwark_proto::policy::v1::AuthorizeResponse), ApiError> {
+    ctx.client_token = request::client_token(&req.headers).unwrap_or_default();
+    ctx.operation = audit::operation_name(op, false);
+    let caller = gw.authenticate(&req.headers).await?;
+    ctx.client_token_accessor = caller.entry.accessor.clone();
+    ctx.auth = audit::auth_json(Some(&caller), None);
+    if path.starts_with("sys/internal/ui/mounts") {
+        let allowed = bulwark_proto::policy::v1::AuthorizeResponse {
+            allowed: true,
+            ..Default::default()
+        };
+        return Ok((caller, allowed));
+    }
+    // Writes are `create` or `update` depending on what is stored (Vault's
+    // existence check), for the engines that have one.
+    let mut pop = policy_op(op).ok_or_else(ApiError::unsupported_operation)?;
+    if let (Some((m, rest)), Operation::Write) = (mount, op) {
+        if m.kind == "kv" || m.kind == "cubbyhole" {
             pop = engines::kv::write_op(gw, m, rest, &caller).await?;
         }
     }
-    let caps = gw.authorize(&caller, &path, op, pop).await?;
+    ctx.operation = audit::operation_name(op, pop == PolicyOp::Create);
+    let decision = gw.authorize(&caller, path, op, pop).await?;
+    ctx.auth = audit::auth_json(Some(&caller), Some(&decision));
+    Ok((caller, decision))
+}
+
+/// Routes an authorized request to its handler.
+async fn route(
+    gw: &Gateway,
+    req: ApiRequest,
+    op: Operation,
+    path: &str,
+    mount: Option<(mounts::MountEntry, String)>,
+    caller: &Caller,
+    caps: &[String],
+) -> Result<Response, ApiError> {
+    if let Some(rest) = path.strip_prefix("sys/internal/ui/mounts") {
+        if op != Operation::Read {
+            return Err(ApiError::unsupported_operation());
+        }
+        return sys::mounts::ui_mounts(gw, caller, Some(rest)).await;
+    }
     if let Some((m, rest)) = mount {
         return match m.kind.as_str() {
-            "kv" | "cubbyhole" => engines::kv::handle(gw, req, op, &m, &rest, &caller).await,
+            "kv" | "cubbyhole" => engines::kv::handle(gw, req, op, &m, &rest, caller).await,
             _ => Err(ApiError::no_route(path.trim_end_matches('/'))),
         };
     }
@@ -406,15 +525,16 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         "sys/policy" => sys::policy::list(gw, Family::Legacy, op).await,
         "sys/policies/acl" => sys::policy::list(gw, Family::Acl, op).await,
         "sys/mounts" => sys::mounts::list(gw, op).await,
+        "sys/audit" => sys::audit::list(gw, op).await,
         "sys/remount" if op == Operation::Write => sys::mounts::remount(gw, req).await,
         "sys/capabilities-self" if op == Operation::Write => {
-            sys::capabilities::handle(gw, req, &caller, Whose::Own).await
+            sys::capabilities::handle(gw, req, caller, Whose::Own).await
         }
         "sys/capabilities" if op == Operation::Write => {
-            sys::capabilities::handle(gw, req, &caller, Whose::Token).await
+            sys::capabilities::handle(gw, req, caller, Whose::Token).await
         }
         "sys/capabilities-accessor" if op == Operation::Write => {
-            sys::capabilities::handle(gw, req, &caller, Whose::Accessor).await
+            sys::capabilities::handle(gw, req, caller, Whose::Accessor).await
         }
         r => {
             if let Some(rest) = r.strip_prefix("sys/mounts/") {
@@ -425,8 +545,12 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
                 sys::policy::one(gw, req, Family::Legacy, op, name).await
             } else if let Some(name) = r.strip_prefix("sys/policies/acl/") {
                 sys::policy::one(gw, req, Family::Acl, op, name).await
+            } else if let Some(dev) = r.strip_prefix("sys/audit/") {
+                sys::audit::one(gw, req, op, dev).await
+            } else if let Some(dev) = r.strip_prefix("sys/audit-hash/") {
+                sys::audit::hash(gw, req, op, dev).await
             } else if let Some(rest) = r.strip_prefix("auth/token/") {
-                token::handle(gw, req, op, rest, &caller, &caps).await
+                token::handle(gw, req, op, rest, caller, caps).await
             } else {
                 Err(ApiError::no_route(r))
             }

@@ -3,6 +3,12 @@
 
 #![allow(clippy::all, clippy::pedantic)]
 
+pub mod audit {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.audit.v1");
+    }
+}
+
 pub mod auth {
     pub mod v1 {
         tonic::include_proto!("bulwark.auth.v1");

@@ -31,6 +31,11 @@ use crate::peer::{AllowList, PeerAuthzLayer};
 use crate::telemetry::{GrpcTraceLayer, TraceInjector};
 use crate::tls::ServiceIdentity;
 
+/// Largest gRPC message on the paths that carry request bodies (kv values,
+/// audit entries): Vault accepts 32 MiB requests, and an audit entry carries
+/// the request body plus its envelope.
+pub const MAX_BODY_MESSAGE: usize = 96 * 1024 * 1024;
+
 /// A channel to a peer service: mTLS, HTTP/2 multiplexed, trace-propagating.
 pub type Channel = InterceptedService<tonic::transport::Channel, TraceInjector>;
 

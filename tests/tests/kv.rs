@@ -620,6 +620,19 @@ async fn concurrent_cas_writers_and_bad_input() {
             .status,
         400
     );
+    // Large values travel whole (Vault accepts 32 MiB requests); larger is 413.
+    let big = "x".repeat(20 * 1024 * 1024);
+    let w = root
+        .put("secret/data/big", json!({"data": {"blob": big}}))
+        .await;
+    assert_eq!(w.status, 200, "{:?}", w.errors());
+    let r = root.get("secret/data/big").await;
+    assert_eq!(
+        r.body["data"]["data"]["blob"].as_str().map(str::len),
+        Some(big.len())
+    );
+    let (code, _) = bulwark_e2e::oversized_put(&c.http, "/v1/secret/data/big", true).await;
+    assert_eq!(code, 413);
     // Still serving, data intact.
     assert_eq!(
         ok(root.get("secret/metadata/race").await, 200).await["data"]["current_version"],

@@ -1,5 +1,6 @@
 //! `sys/` endpoints served by the gateway itself.
 
+pub mod audit;
 pub mod capabilities;
 pub mod lifecycle;
 pub mod mounts;

@@ -85,7 +85,12 @@ pub async fn serve(
     let store = Arc::new(KvStore::new(barrier));
     let (stop, stopped) = watch::channel(false);
     let follower = revocations::spawn(store.clone(), AuthClient::new(auth), stopped);
-    let routes = Routes::new(KvServer::new(KvService::new(store))).add_service(rt.health_service);
+    let routes = Routes::new(
+        KvServer::new(KvService::new(store))
+            .max_decoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE)
+            .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE),
+    )
+    .add_service(rt.health_service);
     let shutdown = async {
         shutdown.await;
         let _ = stop.send(true);

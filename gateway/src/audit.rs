@@ -1,0 +1,241 @@
+//! Audit entries in Vault's format, built here (the gateway knows the
+//! shapes) with every value in the clear; the audit service HMACs the
+//! sensitive ones per device and writes them. Fail-closed: an entry no device
+//! could record fails the request with 500, before it is acted on.
+
+use bulwark_proto::audit::v1::LogRequest;
+use bulwark_proto::policy::v1::AuthorizeResponse;
+use serde_json::{json, Map, Value};
+
+use crate::acl::Caller;
+use crate::error::ApiError;
+use crate::mounts::MountEntry;
+use crate::request::Operation;
+use crate::Gateway;
+
+/// Paths Vault does not audit.
+pub fn audited(path: &str) -> bool {
+    !matches!(
+        path.trim_end_matches('/'),
+        "sys/init"
+            | "sys/seal-status"
+            | "sys/seal"
+            | "sys/step-down"
+            | "sys/unseal"
+            | "sys/leader"
+            | "sys/health"
+    )
+}
+
+/// Everything known about one request, for its two entries.
+pub struct Context {
+    pub id: String,
+    pub operation: &'static str,
+    pub path: String,
+    pub data: Value,
+    pub remote: Option<std::net::SocketAddr>,
+    pub mount_point: String,
+    pub mount_type: String,
+    pub mount_accessor: String,
+    pub non_hmac_request_keys: Vec<String>,
+    pub non_hmac_response_keys: Vec<String>,
+    pub auth: Value,
+    pub client_token: String,
+    pub client_token_accessor: String,
+}
+
+/// The operation name Vault records.
+pub fn operation_name(op: Operation, create: bool) -> &'static str {
+    match op {
+        Operation::Read => "read",
+        Operation::List => "list",
+        Operation::Write if create => "create",
+        Operation::Write => "update",
+        Operation::Delete => "delete",
+        Operation::Patch => "patch",
+        Operation::Head => "read",
+        Operation::Options => "options",
+    }
+}
+
+/// The `auth` object of an entry.
+pub fn auth_json(caller: Option<&Caller>, decision: Option<&AuthorizeResponse>) -> Value {
+    let Some(c) = caller else {
+        return json!({ "policy_results": { "allowed": false } });
+    };
+    let e = &c.entry;
+    let granting: Vec<Value> = decision
+        .map(|d| {
+            d.granting_policies
+                .iter()
+                .map(|p| json!({"name": p, "namespace_id": "root", "type": "acl"}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "client_token": c.token,
+        "accessor": e.accessor,
+        "display_name": e.display_name,
+        "policies": e.policies,
+        "token_policies": e.policies,
+        "metadata": if e.meta.is_empty() { Value::Null } else { json!(e.meta) },
+        "entity_id": "",
+        "token_type": if e.r#type.is_empty() { "service" } else { e.r#type.as_str() },
+        "token_ttl": e.creation_ttl,
+        "token_issue_time": chrono::DateTime::from_timestamp(e.issue_time, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default(),
+        "remaining_uses": e.num_uses,
+        "policy_results": {
+            "allowed": decision.is_some_and(|d| d.allowed),
+            "granting_policies": granting,
+        },
+    })
+}
+
+impl Context {
+    pub fn new(
+        id: String,
+        path: &str,
+        data: Value,
+        remote: Option<std::net::SocketAddr>,
+        mount: Option<&MountEntry>,
+    ) -> Self {
+        let (mount_point, mount_type, mount_accessor, req_keys, resp_keys) = match mount {
+            Some(m) => (
+                m.path.clone(),
+                m.kind.clone(),
+                m.accessor.clone(),
+                m.config.audit_non_hmac_request_keys.clone(),
+                m.config.audit_non_hmac_response_keys.clone(),
+            ),
+            None if path.starts_with("auth/token/") => (
+                "auth/token/".into(),
+                "token".into(),
+                String::new(),
+                vec![],
+                vec![],
+            ),
+            None if path.starts_with("sys/") => (
+                "sys/".into(),
+                "system".into(),
+                String::new(),
+                vec![],
+                vec![],
+            ),
+            None => (String::new(), String::new(), String::new(), vec![], vec![]),
+        };
+        Context {
+            id,
+            operation: "read",
+            path: path.to_string(),
+            data,
+            remote,
+            mount_point,
+            mount_type,
+            mount_accessor,
+            non_hmac_request_keys: req_keys,
+            non_hmac_response_keys: resp_keys,
+            auth: auth_json(None, None),
+            client_token: String::new(),
+            client_token_accessor: String::new(),
+        }
+    }
+
+    fn request_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "client_id": "",
+            "operation": self.operation,
+            "mount_point": self.mount_point,
+            "mount_type": self.mount_type,
+            "mount_accessor": self.mount_accessor,
+            "client_token": self.client_token,
+            "client_token_accessor": self.client_token_accessor,
+            "namespace": {"id": "root"},
+            "path": self.path,
+            "data": if self.data.as_object().is_some_and(|m| !m.is_empty()) { self.data.clone() } else { Value::Null },
+            "remote_address": self.remote.map(|a| a.ip().to_string()).unwrap_or_default(),
+            "remote_port": self.remote.map(|a| a.port()).unwrap_or_default(),
+        })
+    }
+
+    fn entry(&self, kind: &str, response: Option<Value>, error: &str) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "time".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+        );
+        m.insert("type".into(), json!(kind));
+        m.insert("auth".into(), self.auth.clone());
+        m.insert("request".into(), self.request_json());
+        if let Some(r) = response {
+            m.insert("response".into(), r);
+        }
+        if !error.is_empty() {
+            m.insert("error".into(), json!(error));
+        }
+        Value::Object(m)
+    }
+
+    /// The `response` object from the JSON body sent to the client.
+    fn response_json(&self, body: &Value) -> Value {
+        let mut r = json!({
+            "mount_point": self.mount_point,
+            "mount_type": self.mount_type,
+            "mount_accessor": self.mount_accessor,
+        });
+        for key in ["data", "auth", "wrap_info", "warnings"] {
+            if let Some(v) = body.get(key).filter(|v| !v.is_null()) {
+                r[key] = v.clone();
+            }
+        }
+        if let Some(lease) = body
+            .get("lease_id")
+            .and_then(Value::as_str)
+            .filter(|l| !l.is_empty())
+        {
+            r["secret"] = json!({ "lease_id": lease });
+        }
+        // Bare objects (no envelope) are recorded as data.
+        if body.is_object() && body.get("request_id").is_none() && body.get("errors").is_none() {
+            r["data"] = body.clone();
+        }
+        r
+    }
+
+    async fn send(&self, gw: &Gateway, entry: Value) -> Result<(), ApiError> {
+        gw.audit()
+            .log(LogRequest {
+                entry: serde_json::to_vec(&entry).expect("entry serializes"),
+                non_hmac_request_keys: self.non_hmac_request_keys.clone(),
+                non_hmac_response_keys: self.non_hmac_response_keys.clone(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| {
+                tracing::error!(code = ?s.code(), "audit failed; refusing the request");
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                )
+            })
+    }
+
+    /// Records the request (before it is acted on).
+    pub async fn log_request(&self, gw: &Gateway, error: &str) -> Result<(), ApiError> {
+        self.send(gw, self.entry("request", None, error)).await
+    }
+
+    /// Records the response (`body` as the client will get it).
+    pub async fn log_response(
+        &self,
+        gw: &Gateway,
+        body: &Value,
+        error: &str,
+    ) -> Result<(), ApiError> {
+        let response = self.response_json(body);
+        self.send(gw, self.entry("response", Some(response), error))
+            .await
+    }
+}

@@ -1,0 +1,433 @@
+//! The audit broker: the table of enabled devices, their salts and writers,
+//! and the fail-closed fan-out of every entry.
+//!
+//! Device configurations live behind the barrier at `device/<path>` (the
+//! path with `%` and `/` escaped, so every device is one flat key): type,
+//! description, options, `local` and the device's random 32-byte salt, made
+//! at enable (a re-enabled path gets a new one). The table is loaded on the
+//! first call after the service (re)starts or unseals, and every device's
+//! writer opens its sink right away; a device that cannot be opened counts
+//! as failed until a write succeeds. [`AuditBroker::unload`] (on seal and on
+//! shutdown) writes out what is queued, closes every device and forgets the
+//! salts.
+//!
+//! Entries are never logged: they hold secrets in the clear until hashed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use bulwark_shared::barrier::Barrier;
+use bulwark_shared::keyring::Keyring;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::entry::{self, NonHmacKeys, Salt};
+use crate::error::AuditError;
+use crate::options::{self, FormatOptions};
+use crate::sink::Sink;
+use crate::writer::Writer;
+
+#[cfg(test)]
+mod tests;
+
+/// Where device configurations are stored.
+const DEVICE_PREFIX: &str = "device/";
+
+/// A device as enabled and listed (its salt is never shown).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// With its trailing slash: `"file/"`.
+    pub path: String,
+    /// `"file"`, `"socket"` or `"syslog"`.
+    pub kind: String,
+    pub description: String,
+    pub options: BTreeMap<String, String>,
+    pub local: bool,
+}
+
+/// A device configuration as stored.
+#[derive(Serialize, Deserialize)]
+struct DeviceRecord {
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+    #[serde(default)]
+    local: bool,
+    /// Hex.
+    salt: String,
+}
+
+impl Drop for DeviceRecord {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
+}
+
+/// One enabled device.
+struct Device {
+    config: DeviceConfig,
+    salt: Salt,
+    format: FormatOptions,
+    writer: Writer,
+}
+
+impl Device {
+    /// Starts a stored device. Options that no longer validate (or a bad
+    /// salt) make a device that fails every write, so that it counts as
+    /// failed rather than vanishing.
+    fn restore(config: DeviceConfig, salt: Option<Salt>) -> Device {
+        let (sink, format) = match (options::parse(&config.kind, &config.options), &salt) {
+            (Ok(spec), Some(_)) => (Sink::new(&spec.sink), spec.format),
+            (Err(e), _) => (
+                Sink::Broken(format!("stored options are invalid: {e}")),
+                FormatOptions::default(),
+            ),
+            (Ok(_), None) => (
+                Sink::Broken("stored configuration is unreadable".into()),
+                FormatOptions::default(),
+            ),
+        };
+        let writer = Writer::spawn(config.path.clone(), sink, true);
+        Device {
+            config,
+            salt: salt.unwrap_or_else(Salt::generate),
+            format,
+            writer,
+        }
+    }
+
+    /// This device's line for `entry`.
+    fn line(&self, entry: &Map<String, Value>, non_hmac: NonHmacKeys<'_>) -> Vec<u8> {
+        let prepared = entry::prepare(entry, &self.salt, &self.format, non_hmac);
+        entry::render(prepared, &self.format)
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    /// Whether `devices` reflects storage (false after start and seal).
+    loaded: bool,
+    devices: BTreeMap<String, Arc<Device>>,
+}
+
+/// The audit service's core: devices, salts, writers.
+pub struct AuditBroker {
+    barrier: Barrier,
+    table: RwLock<Table>,
+    /// Serialises loading, enabling, disabling and unloading.
+    admin: tokio::sync::Mutex<()>,
+}
+
+impl AuditBroker {
+    /// A broker over `barrier` (the `audit` namespace). Nothing is loaded
+    /// until the first call.
+    pub fn new(barrier: Barrier) -> Self {
+        AuditBroker {
+            barrier,
+            table: RwLock::default(),
+            admin: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The keyring of the barrier (cleared while sealed).
+    pub fn keyring(&self) -> &Keyring {
+        self.barrier.keyring()
+    }
+
+    /// Refuses while sealed.
+    pub async fn ensure_unsealed(&self) -> Result<(), AuditError> {
+        self.keyring().ensure_active().await?;
+        Ok(())
+    }
+
+    /// Enables a device: validates the type and options, opens the device
+    /// now (the sanity check), stores it with a fresh salt.
+    pub async fn enable(&self, config: DeviceConfig) -> Result<(), AuditError> {
+        self.ensure_unsealed().await?;
+        let path = normalize(&config.path)?;
+        let spec = options::parse(&config.kind, &config.options)?;
+        let _admin = self.admin.lock().await;
+        self.load_locked().await?;
+        if self
+            .read()
+            .devices
+            .keys()
+            .any(|p| p.starts_with(&path) || path.starts_with(p.as_str()))
+        {
+            return Err(AuditError::PathInUse);
+        }
+        let mut sink = Sink::new(&spec.sink);
+        sink.open().await.map_err(AuditError::SanityCheck)?;
+        let salt = Salt::generate();
+        let config = DeviceConfig { path, ..config };
+        let record = DeviceRecord {
+            path: config.path.clone(),
+            kind: config.kind.clone(),
+            description: config.description.clone(),
+            options: config.options.clone(),
+            local: config.local,
+            salt: salt.to_hex().to_string(),
+        };
+        let bytes = Zeroizing::new(serde_json::to_vec(&record).map_err(|e| {
+            AuditError::Invalid(format!("device configuration does not encode: {e}"))
+        })?);
+        if !self
+            .barrier
+            .create(&storage_key(&config.path), &bytes)
+            .await?
+        {
+            return Err(AuditError::PathInUse);
+        }
+        let writer = Writer::spawn(config.path.clone(), sink, false);
+        let device = Device {
+            config,
+            salt,
+            format: spec.format,
+            writer,
+        };
+        tracing::info!(device = %device.config.path, kind = %device.config.kind, "audit device enabled");
+        self.write()
+            .devices
+            .insert(device.config.path.clone(), Arc::new(device));
+        Ok(())
+    }
+
+    /// Disables the device at `path`: what it has queued is written, then it
+    /// closes, and its salt is gone. A missing device is not an error.
+    pub async fn disable(&self, path: &str) -> Result<(), AuditError> {
+        self.ensure_unsealed().await?;
+        let path = normalize(path)?;
+        let _admin = self.admin.lock().await;
+        self.load_locked().await?;
+        self.barrier.delete(&storage_key(&path)).await?;
+        let removed = self.write().devices.remove(&path);
+        if let Some(device) = removed {
+            device.writer.close().await;
+            tracing::info!(device = %path, "audit device disabled");
+        }
+        Ok(())
+    }
+
+    /// Every enabled device, by path.
+    pub async fn list(&self) -> Result<Vec<DeviceConfig>, AuditError> {
+        self.ensure_unsealed().await?;
+        Ok(self
+            .devices()
+            .await?
+            .iter()
+            .map(|d| d.config.clone())
+            .collect())
+    }
+
+    /// `input` hashed under the salt of the device at `path` (an empty
+    /// input is refused, as Vault's `sys/audit-hash` does).
+    pub async fn hash(&self, path: &str, input: &str) -> Result<String, AuditError> {
+        self.ensure_unsealed().await?;
+        if input.is_empty() {
+            return Err(AuditError::Invalid(
+                "the \"input\" parameter is empty".into(),
+            ));
+        }
+        let path = normalize(path).map_err(|_| AuditError::UnknownDevice)?;
+        self.devices()
+            .await?
+            .iter()
+            .find(|d| d.config.path == path)
+            .map(|d| d.salt.hash(input))
+            .ok_or(AuditError::UnknownDevice)
+    }
+
+    /// Records `entry` (a JSON object, values in the clear) on every device;
+    /// returns how many recorded it. Fails closed: [`AuditError::NotRecorded`]
+    /// when devices are enabled and none recorded it.
+    pub async fn log(&self, entry: &[u8], non_hmac: NonHmacKeys<'_>) -> Result<u32, AuditError> {
+        self.ensure_unsealed().await?;
+        let devices = self.devices().await?;
+        if devices.is_empty() {
+            return Ok(0);
+        }
+        let entry = match serde_json::from_slice::<Value>(entry) {
+            Ok(Value::Object(map)) => map,
+            // Never echo the entry (nor serde's excerpt of it).
+            _ => return Err(AuditError::Invalid("entry must be a JSON object".into())),
+        };
+        let results = join_all(devices.iter().map(|device| {
+            let line = device.line(&entry, non_hmac);
+            async move { device.writer.write(line).await }
+        }))
+        .await;
+        let recorded = results.iter().filter(|ok| **ok).count();
+        if recorded == 0 {
+            tracing::error!(
+                devices = devices.len(),
+                "no audit device could record an entry"
+            );
+            return Err(AuditError::NotRecorded);
+        }
+        if recorded < devices.len() {
+            let failed: Vec<&str> = devices
+                .iter()
+                .zip(&results)
+                .filter(|(_, ok)| !**ok)
+                .map(|(d, _)| d.config.path.as_str())
+                .collect();
+            tracing::warn!(?failed, recorded, "audit devices failed to record an entry");
+        }
+        Ok(u32::try_from(recorded).unwrap_or(u32::MAX))
+    }
+
+    /// Closes and reopens every device (log rotation): lines queued before
+    /// go to the old file, lines after to the new one. Fails naming the
+    /// devices that could not reopen (they count as failed until a write
+    /// succeeds).
+    pub async fn reopen(&self) -> Result<(), AuditError> {
+        self.ensure_unsealed().await?;
+        let devices = self.devices().await?;
+        let results = join_all(devices.iter().map(|d| d.writer.reopen())).await;
+        let failed: Vec<String> = devices
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| r.is_err())
+            .map(|(d, _)| d.config.path.clone())
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(AuditError::Reopen(failed))
+        }
+    }
+
+    /// Waits until everything queued on every device is written.
+    pub async fn flush(&self) {
+        let devices: Vec<Arc<Device>> = self.read().devices.values().cloned().collect();
+        join_all(devices.iter().map(|d| d.writer.flush())).await;
+    }
+
+    /// How many batches the device at `path` has written (`None`: no such
+    /// device loaded). Group commit makes this far less than the entries.
+    pub fn batches(&self, path: &str) -> Option<u64> {
+        let path = normalize(path).ok()?;
+        self.read().devices.get(&path).map(|d| d.writer.batches())
+    }
+
+    /// Loads the device table if it is not loaded (opening every device).
+    pub async fn load(&self) -> Result<(), AuditError> {
+        self.ensure_unsealed().await?;
+        self.devices().await.map(|_| ())
+    }
+
+    /// Writes out what is queued, closes every device and forgets the table
+    /// and its salts (on seal and on shutdown). The next call loads again.
+    pub async fn unload(&self) {
+        let _admin = self.admin.lock().await;
+        let devices = {
+            let mut table = self.write();
+            table.loaded = false;
+            std::mem::take(&mut table.devices)
+        };
+        join_all(devices.values().map(|d| d.writer.close())).await;
+    }
+
+    /// The enabled devices, loading them first if needed.
+    async fn devices(&self) -> Result<Vec<Arc<Device>>, AuditError> {
+        {
+            let table = self.read();
+            if table.loaded {
+                return Ok(table.devices.values().cloned().collect());
+            }
+        }
+        let _admin = self.admin.lock().await;
+        self.load_locked().await?;
+        Ok(self.read().devices.values().cloned().collect())
+    }
+
+    /// Loads the table from storage unless loaded; the caller holds `admin`.
+    async fn load_locked(&self) -> Result<(), AuditError> {
+        if self.read().loaded {
+            return Ok(());
+        }
+        let mut devices = BTreeMap::new();
+        for key in self.barrier.list(DEVICE_PREFIX).await? {
+            if key.ends_with('/') {
+                continue;
+            }
+            let full = format!("{DEVICE_PREFIX}{key}");
+            let Some(bytes) = self.barrier.get(&full).await? else {
+                continue;
+            };
+            let device = match serde_json::from_slice::<DeviceRecord>(&bytes) {
+                Ok(record) => {
+                    let salt = Salt::from_hex(&record.salt);
+                    let config = DeviceConfig {
+                        path: record.path.clone(),
+                        kind: record.kind.clone(),
+                        description: record.description.clone(),
+                        options: record.options.clone(),
+                        local: record.local,
+                    };
+                    Device::restore(config, salt)
+                }
+                Err(e) => {
+                    tracing::error!(key = %full, error = %e, "stored audit device is unreadable");
+                    let config = DeviceConfig {
+                        path: unescape(&key),
+                        ..DeviceConfig::default()
+                    };
+                    Device::restore(config, None)
+                }
+            };
+            devices.insert(device.config.path.clone(), Arc::new(device));
+        }
+        let mut table = self.write();
+        table.devices = devices;
+        table.loaded = true;
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A device path with exactly one trailing slash: `"/file"` → `"file/"`.
+/// Empty paths and empty, `.` or `..` segments are refused.
+pub fn normalize(path: &str) -> Result<String, AuditError> {
+    let trimmed = path.trim_matches('/');
+    let bad = trimmed.is_empty()
+        || trimmed
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == ".." || s.chars().any(char::is_control));
+    if bad {
+        return Err(AuditError::Invalid(format!("invalid audit path {path:?}")));
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+/// The storage key of a device path: one flat key under `device/`.
+fn storage_key(path: &str) -> String {
+    let mut key = String::with_capacity(DEVICE_PREFIX.len() + path.len() + 8);
+    key.push_str(DEVICE_PREFIX);
+    for c in path.chars() {
+        match c {
+            '%' => key.push_str("%25"),
+            '/' => key.push_str("%2F"),
+            c => key.push(c),
+        }
+    }
+    key
+}
+
+/// The path of a storage key's last part (inverse of [`storage_key`]).
+fn unescape(key: &str) -> String {
+    key.replace("%2F", "/").replace("%25", "%")
+}

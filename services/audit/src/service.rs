@@ -1,0 +1,230 @@
+//! The `bulwark.audit.v1.Audit` gRPC service over [`AuditBroker`].
+//!
+//! Every RPC answers UNAVAILABLE "Vault is sealed" while the service holds no
+//! data key, so a sealed audit service fails every request closed. Spans
+//! carry device paths, never entries.
+
+use std::sync::Arc;
+
+use bulwark_proto::audit::v1 as pb;
+use bulwark_proto::audit::v1::audit_server::Audit;
+use tonic::{Request, Response, Status};
+
+use crate::broker::{AuditBroker, DeviceConfig};
+use crate::entry::NonHmacKeys;
+
+/// The audit service's gRPC handlers.
+pub struct AuditService {
+    broker: Arc<AuditBroker>,
+}
+
+impl AuditService {
+    /// Handlers over `broker`.
+    pub fn new(broker: Arc<AuditBroker>) -> Self {
+        AuditService { broker }
+    }
+}
+
+#[tonic::async_trait]
+impl Audit for AuditService {
+    #[tracing::instrument(skip_all, fields(path = %req.get_ref().path, kind = %req.get_ref().r#type))]
+    async fn enable_device(
+        &self,
+        req: Request<pb::EnableDeviceRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = req.into_inner();
+        self.broker
+            .enable(DeviceConfig {
+                path: req.path,
+                kind: req.r#type,
+                description: req.description,
+                options: req.options.into_iter().collect(),
+                local: req.local,
+            })
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(path = %req.get_ref().path))]
+    async fn disable_device(
+        &self,
+        req: Request<pb::DisableDeviceRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.broker.disable(&req.into_inner().path).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_devices(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let devices = self
+            .broker
+            .list()
+            .await?
+            .into_iter()
+            .map(|d| pb::Device {
+                path: d.path,
+                r#type: d.kind,
+                description: d.description,
+                options: d.options.into_iter().collect(),
+                local: d.local,
+            })
+            .collect();
+        Ok(Response::new(pb::ListDevicesResponse { devices }))
+    }
+
+    #[tracing::instrument(skip_all, fields(path = %req.get_ref().path))]
+    async fn hash(
+        &self,
+        req: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        let req = req.into_inner();
+        let hash = self.broker.hash(&req.path, &req.input).await?;
+        Ok(Response::new(pb::HashResponse { hash }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn log(&self, req: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
+        let req = req.into_inner();
+        let non_hmac = NonHmacKeys {
+            request: &req.non_hmac_request_keys,
+            response: &req.non_hmac_response_keys,
+        };
+        let recorded = self.broker.log(&req.entry, non_hmac).await?;
+        Ok(Response::new(pb::LogResponse { recorded }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reopen(&self, _req: Request<pb::Empty>) -> Result<Response<pb::Empty>, Status> {
+        self.broker.reopen().await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::harness;
+    use tonic::Code;
+
+    fn enable_file(path: &str, file: &str) -> pb::EnableDeviceRequest {
+        pb::EnableDeviceRequest {
+            path: path.into(),
+            r#type: "file".into(),
+            description: "d".into(),
+            options: [("file_path".to_string(), file.to_string())].into(),
+            local: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn rpcs_round_trip() {
+        let h = harness().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.log").to_string_lossy().to_string();
+        let svc = AuditService::new(h.broker.clone());
+        svc.enable_device(Request::new(enable_file("file", &file)))
+            .await
+            .unwrap();
+        let listed = svc
+            .list_devices(Request::new(pb::Empty {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.devices.len(), 1);
+        assert_eq!(listed.devices[0].path, "file/");
+        assert_eq!(listed.devices[0].r#type, "file");
+        assert_eq!(listed.devices[0].options["file_path"], file);
+        let hash = svc
+            .hash(Request::new(pb::HashRequest {
+                path: "file/".into(),
+                input: "x".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .hash;
+        assert!(hash.starts_with("hmac-sha256:"));
+        let logged = svc
+            .log(Request::new(pb::LogRequest {
+                entry: br#"{"time":"t","type":"request","request":{"data":{"k":"v"}}}"#.to_vec(),
+                non_hmac_request_keys: vec!["k".into()],
+                non_hmac_response_keys: vec![],
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(logged.recorded, 1);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(r#""data":{"k":"v"}"#), "{text}");
+        let bad = svc
+            .log(Request::new(pb::LogRequest {
+                entry: b"[1,2]".to_vec(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), Code::InvalidArgument);
+        svc.reopen(Request::new(pb::Empty {})).await.unwrap();
+        svc.disable_device(Request::new(pb::DisableDeviceRequest {
+            path: "file".into(),
+        }))
+        .await
+        .unwrap();
+        let unknown = svc
+            .hash(Request::new(pb::HashRequest {
+                path: "file/".into(),
+                input: "x".into(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (unknown.code(), unknown.message()),
+            (Code::InvalidArgument, "unknown audit backend")
+        );
+    }
+
+    #[tokio::test]
+    async fn sealed_answers_unavailable_everywhere() {
+        let h = harness().await;
+        let svc = AuditService::new(h.broker.clone());
+        h.broker.keyring().clear();
+        let check = |r: Result<(), Status>| {
+            let s = r.unwrap_err();
+            assert_eq!(
+                (s.code(), s.message()),
+                (Code::Unavailable, "Vault is sealed")
+            );
+        };
+        check(
+            svc.enable_device(Request::new(enable_file("f", "discard")))
+                .await
+                .map(drop),
+        );
+        check(
+            svc.disable_device(Request::new(pb::DisableDeviceRequest { path: "f".into() }))
+                .await
+                .map(drop),
+        );
+        check(svc.list_devices(Request::new(pb::Empty {})).await.map(drop));
+        check(
+            svc.hash(Request::new(pb::HashRequest {
+                path: "f".into(),
+                input: "x".into(),
+            }))
+            .await
+            .map(drop),
+        );
+        check(
+            svc.log(Request::new(pb::LogRequest {
+                entry: b"{}".to_vec(),
+                ..Default::default()
+            }))
+            .await
+            .map(drop),
+        );
+        check(svc.reopen(Request::new(pb::Empty {})).await.map(drop));
+    }
+}
