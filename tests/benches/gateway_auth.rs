@@ -4,7 +4,9 @@
 //! * an authorized sys read (`GET sys/policy/p`) with a token the gateway may
 //!   cache and with one it may not (a token with a use count reaches the auth
 //!   service on every request);
-//! * kv v2 read and write with the root token at 1, 16 and 64 clients.
+//! * kv v2 read and write with the root token at 1, 16 and 64 clients;
+//! * kv v2 read at 16 clients with 0, 1 and 2 file audit devices (fsync'd,
+//!   group-committed).
 //!
 //! ```sh
 //! cargo build --release --bin bulwark && cargo bench -p bulwark-e2e --bench gateway_auth
@@ -31,6 +33,7 @@ fn main() {
         ],
     );
     let addr = server.field("Api Address:").expect("api address");
+    let dir_path = dir.path().to_path_buf();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,6 +88,25 @@ fn main() {
             })
             .await;
             println!("{:<28} c={c:<3} {out}", "kv v2 write");
+        }
+        for devices in 0..=2u32 {
+            if devices > 0 {
+                let path = dir_path.join(format!("audit-{devices}.log"));
+                let r = root
+                    .put(
+                        &format!("sys/audit/file{devices}"),
+                        json!({"type": "file", "options": {"file_path": path.to_str().expect("utf-8 path")}}),
+                    )
+                    .await;
+                assert_eq!(r.status, 204, "{:?}", r.body);
+            }
+            let api = root.clone();
+            let out = load::run(secs, 16, move |_, i| {
+                let api = api.clone();
+                async move { api.get(&format!("secret/data/bench/{}", i % 100)).await.status == 200 }
+            })
+            .await;
+            println!("{:<28} c=16  {out}", format!("kv v2 read, {devices} audit dev"));
         }
     });
     drop(server);
