@@ -256,6 +256,47 @@ async fn list(
     Ok(Envelope::data(json!({ "keys": keys }), mount_type).into_response())
 }
 
+/// Reads a kv v2 version (`?version=`) and answers `{<field>: shape(data),
+/// metadata}`. A deleted or destroyed version is a 404 that still carries the
+/// metadata, as Vault's clients expect.
+async fn read_shaped(
+    gw: &Gateway,
+    req: &ApiRequest,
+    mount: String,
+    key: &str,
+    field: &str,
+    shape: impl Fn(&Value) -> Value,
+) -> Result<Response, ApiError> {
+    let version = parse_u64(query(req, "version"), "version")?;
+    let r = gw
+        .kv()
+        .read_version(ReadVersionRequest {
+            mount,
+            path: key.into(),
+            version,
+        })
+        .await?
+        .into_inner();
+    if !r.found {
+        return Err(ApiError::not_found());
+    }
+    let mut body = Map::new();
+    body.insert(
+        "metadata".into(),
+        r.metadata.as_ref().map(version_json).unwrap_or(Value::Null),
+    );
+    if r.deleted {
+        body.insert(field.into(), Value::Null);
+        return Ok(not_found_envelope(Envelope::data(
+            Value::Object(body),
+            "kv",
+        )));
+    }
+    let data: Value = serde_json::from_slice(&r.data).unwrap_or(Value::Null);
+    body.insert(field.into(), shape(&data));
+    Ok(Envelope::data(Value::Object(body), "kv").into_response())
+}
+
 /// kv v1 and cubbyhole.
 async fn flat(
     gw: &Gateway,
@@ -355,29 +396,7 @@ async fn versioned(
                 Envelope::new("kv").with_warnings(vec![V2_ROOT.into()]),
             ))
         }
-        ("data", Operation::Read) => {
-            let version = parse_u64(query(req, "version"), "version")?;
-            let r = kv()
-                .read_version(ReadVersionRequest {
-                    mount,
-                    path: key.into(),
-                    version,
-                })
-                .await?
-                .into_inner();
-            if !r.found {
-                return Err(ApiError::not_found());
-            }
-            let meta = r.metadata.as_ref().map(version_json).unwrap_or(Value::Null);
-            if r.deleted {
-                return Ok(not_found_envelope(Envelope::data(
-                    json!({"data": null, "metadata": meta}),
-                    "kv",
-                )));
-            }
-            let data: Value = serde_json::from_slice(&r.data).unwrap_or(Value::Null);
-            Ok(Envelope::data(json!({"data": data, "metadata": meta}), "kv").into_response())
-        }
+        ("data", Operation::Read) => read_shaped(gw, req, mount, key, "data", Value::clone).await,
         ("data", Operation::Write | Operation::Patch) => {
             if op == Operation::Patch {
                 let ct = req
@@ -498,32 +517,8 @@ async fn versioned(
             Ok(no_content())
         }
         ("subkeys", Operation::Read) => {
-            let version = parse_u64(query(req, "version"), "version")?;
             let depth = parse_u64(query(req, "depth"), "depth")?;
-            let r = kv()
-                .read_version(ReadVersionRequest {
-                    mount,
-                    path: key.into(),
-                    version,
-                })
-                .await?
-                .into_inner();
-            if !r.found {
-                return Err(ApiError::not_found());
-            }
-            let meta = r.metadata.as_ref().map(version_json).unwrap_or(Value::Null);
-            if r.deleted {
-                return Ok(not_found_envelope(Envelope::data(
-                    json!({"subkeys": null, "metadata": meta}),
-                    "kv",
-                )));
-            }
-            let data: Value = serde_json::from_slice(&r.data).unwrap_or(Value::Null);
-            Ok(Envelope::data(
-                json!({"subkeys": subkeys(&data, depth, 0), "metadata": meta}),
-                "kv",
-            )
-            .into_response())
+            read_shaped(gw, req, mount, key, "subkeys", |d| subkeys(d, depth, 0)).await
         }
         ("data" | "metadata" | "delete" | "undelete" | "destroy" | "subkeys" | "config", _) => {
             Err(ApiError::unsupported_operation())
