@@ -1,0 +1,305 @@
+//! End-to-end tests of the `bulwark` client commands against a dev server
+//! started as a child process (`bulwark server -dev`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
+
+/// A dev server child process, killed on drop.
+struct DevServer {
+    child: Child,
+    addr: String,
+    unseal_key: String,
+}
+
+impl DevServer {
+    fn start() -> DevServer {
+        let mut child = Command::new(BIN)
+            .args([
+                "server",
+                "-dev",
+                "-dev-root-token-id=root",
+                "-dev-listen-address=127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dev server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut addr, mut unseal_key) = (String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.expect("read server stdout");
+            if let Some(a) = line.trim().strip_prefix("Api Address: ") {
+                addr = a.to_string();
+            }
+            if let Some(k) = line.trim().strip_prefix("Unseal Key: ") {
+                unseal_key = k.to_string();
+            }
+            if line.contains("Bulwark server started") {
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        assert!(addr.starts_with("http://"), "no Api Address line");
+        assert!(!unseal_key.is_empty(), "no Unseal Key line");
+        DevServer {
+            child,
+            addr,
+            unseal_key,
+        }
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the CLI with a clean environment: VAULT_ADDR, HOME, optional token.
+fn run(addr: &str, home: &Path, token: Option<&str>, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("VAULT_TOKEN")
+        .env_remove("BULWARK_TOKEN")
+        .env_remove("VAULT_FORMAT")
+        .env_remove("VAULT_NAMESPACE")
+        .env("VAULT_ADDR", addr)
+        .env("HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(t) = token {
+        cmd.env("VAULT_TOKEN", t);
+    }
+    let mut child = cmd.spawn().expect("spawn cli");
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("cli output")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// Asserts success and returns stdout.
+fn ok(o: Output) -> String {
+    assert_eq!(code(&o), 0, "stdout:\n{}\nstderr:\n{}", out(&o), err(&o));
+    out(&o)
+}
+
+/// The value column of a `Key  Value` table row.
+fn row<'a>(table: &'a str, key: &str) -> Option<&'a str> {
+    table.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?;
+        (rest.is_empty() || rest.starts_with("  ")).then(|| rest.trim())
+    })
+}
+
+#[test]
+fn vault_cli_workflow() {
+    let srv = DevServer::start();
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    let a = srv.addr.as_str();
+    let cli = |args: &[&str]| run(a, h, None, args, "");
+
+    // status
+    let s = ok(cli(&["status"]));
+    assert!(s.starts_with("Key "), "{s}");
+    assert_eq!(row(&s, "Sealed"), Some("false"));
+    assert_eq!(row(&s, "Initialized"), Some("true"));
+
+    // login writes the token helper with mode 0600
+    let s = ok(cli(&["login", "root"]));
+    assert!(s.starts_with("Success! You are now authenticated."), "{s}");
+    assert_eq!(row(&s, "token"), Some("root"));
+    assert_eq!(row(&s, "token_policies"), Some("[\"root\"]"));
+    let helper = h.join(".vault-token");
+    assert_eq!(
+        std::fs::read_to_string(&helper).expect("token file"),
+        "root"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&helper)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // kv v2 put / get
+    let s = ok(cli(&[
+        "kv",
+        "put",
+        "secret/app",
+        "password=s3cr3t",
+        "user=admin",
+    ]));
+    assert!(
+        s.starts_with("== Secret Path ==\nsecret/data/app\n\n"),
+        "{s}"
+    );
+    assert!(s.contains("======= Metadata ======="), "{s}");
+    assert_eq!(row(&s, "version"), Some("1"));
+    let s = ok(cli(&["kv", "get", "secret/app"]));
+    assert!(s.starts_with("== Secret Path ==\nsecret/data/app\n"), "{s}");
+    assert!(
+        s.contains(
+            "======= Metadata =======\nKey                Value\n---                -----\n"
+        ),
+        "{s}"
+    );
+    assert!(s.contains("====== Data ======\nKey         Value\n---         -----\npassword    s3cr3t\nuser        admin\n"), "{s}");
+    assert_eq!(row(&s, "deletion_time"), Some("n/a"));
+    assert_eq!(
+        ok(cli(&["kv", "get", "-field=password", "secret/app"])),
+        "s3cr3t\n"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(cli(&["kv", "get", "-format=json", "secret/app"]))).expect("json");
+    assert_eq!(j["data"]["data"]["password"], "s3cr3t");
+    assert_eq!(j["data"]["metadata"]["version"], 1);
+
+    // kv v1 on a new mount
+    assert_eq!(
+        ok(cli(&["secrets", "enable", "-path=kv", "kv"])),
+        "Success! Enabled the kv secrets engine at: kv/\n"
+    );
+    let p = "kv/vault-secret-management/local/flask_environment";
+    assert_eq!(
+        ok(cli(&["kv", "put", p, "FLASK_ENV=development"])),
+        format!("Success! Data written to: {p}\n")
+    );
+    let s = ok(cli(&["kv", "get", p]));
+    assert!(s.starts_with("Key "), "{s}");
+    assert!(!s.contains("Secret Path"), "{s}");
+    assert_eq!(row(&s, "FLASK_ENV"), Some("development"));
+    let s = ok(cli(&["secrets", "list"]));
+    assert!(s.starts_with("Path "), "{s}");
+    assert!(s.lines().any(|l| l.starts_with("kv/ ")), "{s}");
+
+    // policies
+    let policy = "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n";
+    let o = run(a, h, None, &["policy", "write", "readonly", "-"], policy);
+    assert_eq!(ok(o), "Success! Uploaded policy: readonly\n");
+    assert!(ok(cli(&["policy", "read", "readonly"])).contains("capabilities = [\"read\"]"));
+    let s = ok(cli(&["policy", "list"]));
+    assert!(s.lines().any(|l| l == "readonly"), "{s}");
+
+    // a restricted token
+    let j: serde_json::Value = serde_json::from_str(&ok(cli(&[
+        "token",
+        "create",
+        "-policy=readonly",
+        "-format=json",
+    ])))
+    .expect("json");
+    let tok = j["auth"]["client_token"]
+        .as_str()
+        .expect("client_token")
+        .to_string();
+    assert!(j["auth"]["policies"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|x| x == "readonly")));
+    let o = run(
+        a,
+        h,
+        Some(&tok),
+        &["kv", "get", "-field=user", "secret/app"],
+        "",
+    );
+    assert_eq!(ok(o), "admin\n");
+    let o = run(a, h, Some(&tok), &["kv", "get", "secret/other"], "");
+    assert_eq!(code(&o), 2);
+    assert!(err(&o).contains("permission denied"), "{}", err(&o));
+    assert!(err(&o).contains("Code: 403. Errors:"), "{}", err(&o));
+
+    // list, delete, undelete
+    let s = ok(cli(&["kv", "list", "secret/"]));
+    assert!(s.starts_with("Keys\n----\n"), "{s}");
+    assert!(s.lines().any(|l| l == "app"), "{s}");
+    assert_eq!(
+        ok(cli(&["kv", "delete", "secret/app"])),
+        "Success! Data deleted (if it existed) at: secret/data/app\n"
+    );
+    let s = ok(cli(&["kv", "get", "secret/app"]));
+    assert!(!s.contains("Data"), "{s}");
+    assert_ne!(row(&s, "deletion_time"), Some("n/a"));
+    assert_eq!(
+        ok(cli(&["kv", "undelete", "-versions=1", "secret/app"])),
+        "Success! Data written to: secret/undelete/app\n"
+    );
+    assert_eq!(
+        ok(cli(&["kv", "get", "-field=user", "secret/app"])),
+        "admin\n"
+    );
+    let o = cli(&["kv", "get", "secret/missing"]);
+    assert_eq!(code(&o), 2);
+    assert_eq!(err(&o), "No value found at secret/data/missing\n");
+
+    // seal / unseal
+    assert_eq!(
+        ok(cli(&["operator", "seal"])),
+        "Success! Vault is sealed.\n"
+    );
+    let o = cli(&["status"]);
+    assert_eq!(code(&o), 2);
+    assert_eq!(row(&out(&o), "Sealed"), Some("true"));
+    assert_eq!(row(&out(&o), "Unseal Progress"), Some("0/1"));
+    let s = ok(cli(&["operator", "unseal", &srv.unseal_key]));
+    assert_eq!(row(&s, "Sealed"), Some("false"));
+    assert_eq!(row(&ok(cli(&["status"])), "Sealed"), Some("false"));
+
+    // usage errors
+    let o = cli(&["stauts"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("Did you mean \"status\"?"), "{}", err(&o));
+    let o = cli(&["kv", "get"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("Usage:"), "{}", err(&o));
+    for arg in ["@/nonexistent", "k=@/nonexistent"] {
+        let o = cli(&["write", "secret/data/x", arg]);
+        assert_eq!(code(&o), 1);
+        assert!(err(&o).contains("/nonexistent"), "{}", err(&o));
+    }
+}
+
+#[test]
+fn unreachable_server() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // Bind then drop a listener to get a port that is (very likely) closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let o = run(
+        &addr,
+        home.path(),
+        Some("root"),
+        &["kv", "get", "secret/x"],
+        "",
+    );
+    assert_eq!(code(&o), 2);
+    let e = err(&o);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.starts_with("Error"), "{e}");
+    assert!(out(&o).is_empty());
+}
