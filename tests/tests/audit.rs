@@ -164,6 +164,8 @@ async fn audit_records_hashes_and_fails_closed() {
         .unwrap()
         .starts_with("hmac-sha256:"));
     assert_eq!(wreq[0]["request"]["mount_type"], "kv");
+    assert_eq!(wreq[0]["request"]["remote_address"], "127.0.0.1");
+    assert!(wreq[0]["request"]["remote_port"].as_u64().unwrap_or(0) > 0);
     assert_eq!(wreq[0]["request"]["mount_point"], "secret-kv/");
     let read = find("response", "read", "secret-kv/data/app");
     assert_eq!(read.len(), 1);
