@@ -239,3 +239,58 @@ impl Context {
             .await
     }
 }
+
+const UNKNOWN: u8 = 0;
+const NONE: u8 = 1;
+const SOME: u8 = 2;
+
+/// Whether entries must be sent at all, pushed by the audit service: only a
+/// *known* zero lets the gateway skip the two audit round trips. Unknown
+/// (stream down, audit sealed, table not loaded) means "send", which fails
+/// closed if the audit service cannot record.
+pub struct AuditNeed {
+    state: std::sync::atomic::AtomicU8,
+}
+
+impl AuditNeed {
+    pub fn spawn(
+        client: bulwark_proto::audit::v1::audit_client::AuditClient<bulwark_shared::grpc::Channel>,
+    ) -> std::sync::Arc<Self> {
+        use futures::StreamExt;
+        use std::sync::atomic::Ordering;
+        let me = std::sync::Arc::new(AuditNeed {
+            state: std::sync::atomic::AtomicU8::new(UNKNOWN),
+        });
+        let w = me.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut c = client.clone();
+                if let Ok(resp) = c.watch_devices(bulwark_proto::audit::v1::Empty {}).await {
+                    let mut stream = resp.into_inner();
+                    while let Some(Ok(count)) = stream.next().await {
+                        let s = match (count.known, count.enabled) {
+                            (true, 0) => NONE,
+                            (true, _) => SOME,
+                            (false, _) => UNKNOWN,
+                        };
+                        w.state.store(s, Ordering::SeqCst);
+                    }
+                }
+                w.state.store(UNKNOWN, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        });
+        me
+    }
+
+    /// False only when the audit service has said no device is configured.
+    pub fn needed(&self) -> bool {
+        self.state.load(std::sync::atomic::Ordering::SeqCst) != NONE
+    }
+
+    /// A device was enabled through this gateway: audit from the next request
+    /// on, whatever the stream's timing.
+    pub fn device_enabled(&self) {
+        self.state.store(SOME, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -71,6 +71,7 @@ struct Inner {
     policy: PolicyClient<Channel>,
     kv: KvClient<Channel>,
     audit: AuditClient<Channel>,
+    audit_need: Arc<audit::AuditNeed>,
     acl: Arc<AclCache>,
     mounts: mounts::MountTable,
     migrations: std::sync::Mutex<std::collections::VecDeque<(String, String, String)>>,
@@ -96,6 +97,9 @@ impl Gateway {
         let policy = PolicyClient::new(up.policy);
         let acl = AclCache::new();
         acl.spawn_watchers(auth.clone(), policy.clone());
+        let audit = AuditClient::new(up.audit)
+            .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE);
+        let audit_need = audit::AuditNeed::spawn(audit.clone());
         Ok(Gateway {
             inner: Arc::new(Inner {
                 seal,
@@ -105,8 +109,8 @@ impl Gateway {
                 kv: KvClient::new(up.kv)
                     .max_decoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE)
                     .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE),
-                audit: AuditClient::new(up.audit)
-                    .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE),
+                audit,
+                audit_need,
                 acl,
                 mounts: mounts::MountTable::new(barrier),
                 migrations: Default::default(),
@@ -116,6 +120,10 @@ impl Gateway {
 
     pub(crate) fn audit(&self) -> AuditClient<Channel> {
         self.inner.audit.clone()
+    }
+
+    pub(crate) fn audit_need(&self) -> &audit::AuditNeed {
+        &self.inner.audit_need
     }
 
     pub(crate) fn kv(&self) -> KvClient<Channel> {
@@ -403,7 +411,8 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
     } else {
         gw.mounts().route(&path).await?
     };
-    let audited = audit::audited(&path);
+    // Skipped only while the audit service says no device is configured.
+    let audited = audit::audited(&path) && gw.audit_need().needed();
     let mut ctx = audit::Context::new(
         uuid::Uuid::new_v4().to_string(),
         &path,

@@ -80,6 +80,7 @@ pub async fn one(
                     local: f.bool("local")?.unwrap_or(false),
                 })
                 .await?;
+            gw.audit_need().device_enabled();
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         Operation::Delete => {

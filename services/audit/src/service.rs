@@ -101,6 +101,31 @@ impl Audit for AuditService {
         self.broker.reopen().await?;
         Ok(Response::new(pb::Empty {}))
     }
+
+    type WatchDevicesStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::DeviceCount, Status>> + Send>>;
+
+    /// The number of configured devices, now and on every change. Loads the
+    /// table first when unsealed, so that the count is known.
+    async fn watch_devices(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<Self::WatchDevicesStream>, Status> {
+        let rx = self.broker.subscribe_count();
+        // Best effort: sealed (or storage trouble) leaves the count unknown,
+        // which makes callers keep auditing (and fail closed).
+        let _ = self.broker.load().await;
+        let stream = tokio_stream::wrappers::WatchStream::new(rx);
+        Ok(Response::new(Box::pin(futures::StreamExt::map(
+            stream,
+            |c| {
+                Ok(pb::DeviceCount {
+                    known: c.is_some(),
+                    enabled: c.unwrap_or(0),
+                })
+            },
+        ))))
+    }
 }
 
 #[cfg(test)]

@@ -122,6 +122,8 @@ pub struct AuditBroker {
     table: RwLock<Table>,
     /// Serialises loading, enabling, disabling and unloading.
     admin: tokio::sync::Mutex<()>,
+    /// The number of configured devices; `None` while not loaded.
+    count: tokio::sync::watch::Sender<Option<u32>>,
 }
 
 impl AuditBroker {
@@ -132,7 +134,25 @@ impl AuditBroker {
             barrier,
             table: RwLock::default(),
             admin: tokio::sync::Mutex::new(()),
+            count: tokio::sync::watch::channel(None).0,
         }
+    }
+
+    /// Follows the number of configured devices (`None`: not known now).
+    pub fn subscribe_count(&self) -> tokio::sync::watch::Receiver<Option<u32>> {
+        self.count.subscribe()
+    }
+
+    /// Publishes the table's size; the caller holds `admin`.
+    fn publish_count(&self) {
+        let table = self.read();
+        let next = table.loaded.then_some(table.devices.len() as u32);
+        drop(table);
+        self.count.send_if_modified(|c| {
+            let changed = *c != next;
+            *c = next;
+            changed
+        });
     }
 
     /// The keyring of the barrier (cleared while sealed).
@@ -195,6 +215,7 @@ impl AuditBroker {
         self.write()
             .devices
             .insert(device.config.path.clone(), Arc::new(device));
+        self.publish_count();
         Ok(())
     }
 
@@ -207,6 +228,7 @@ impl AuditBroker {
         self.load_locked().await?;
         self.barrier.delete(&storage_key(&path)).await?;
         let removed = self.write().devices.remove(&path);
+        self.publish_count();
         if let Some(device) = removed {
             device.writer.close().await;
             tracing::info!(device = %path, "audit device disabled");
@@ -331,6 +353,7 @@ impl AuditBroker {
             table.loaded = false;
             std::mem::take(&mut table.devices)
         };
+        self.publish_count();
         join_all(devices.values().map(|d| d.writer.close())).await;
     }
 
@@ -384,9 +407,12 @@ impl AuditBroker {
             };
             devices.insert(device.config.path.clone(), Arc::new(device));
         }
-        let mut table = self.write();
-        table.devices = devices;
-        table.loaded = true;
+        {
+            let mut table = self.write();
+            table.devices = devices;
+            table.loaded = true;
+        }
+        self.publish_count();
         Ok(())
     }
 

@@ -715,3 +715,22 @@ fn paths_and_keys() {
     assert_eq!(unescape("a%2Fb%25%2F"), "a/b%/");
     assert_eq!(unescape("x%252F"), "x%2F");
 }
+
+#[tokio::test]
+async fn the_device_count_is_published_and_unknown_until_loaded() {
+    let h = harness().await;
+    let rx = h.broker.subscribe_count();
+    assert_eq!(*rx.borrow(), None, "not loaded yet: unknown");
+    h.broker.load().await.unwrap();
+    assert_eq!(*rx.borrow(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    h.broker
+        .enable(file_device("a", &dir.path().join("a.log"), &[]))
+        .await
+        .unwrap();
+    assert_eq!(*rx.borrow(), Some(1));
+    h.broker.disable("a").await.unwrap();
+    assert_eq!(*rx.borrow(), Some(0));
+    h.broker.unload().await;
+    assert_eq!(*rx.borrow(), None, "sealed: unknown again");
+}
