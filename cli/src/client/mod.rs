@@ -294,6 +294,9 @@ impl Client {
     fn new(cfg: Config) -> Result<Client, CliError> {
         let mut b = reqwest::Client::builder();
         if cfg.skip_verify {
+            // Only on the user's explicit request (VAULT_SKIP_VERIFY or
+            // -tls-skip-verify), as the Vault CLI; never by default.
+            eprintln!("WARNING: TLS certificate verification is disabled (VAULT_SKIP_VERIFY); the server's identity is not checked");
             b = b.danger_accept_invalid_certs(true);
         }
         if let Some(ca) = &cfg.ca_cert {
