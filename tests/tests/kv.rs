@@ -140,6 +140,19 @@ async fn kv_v2_walkthrough() {
         r["data"]["data"],
         json!({"password": "s3cr3t-3", "port": "5432"})
     );
+    // PATCH of a missing key: plain 404; of a deleted current version: 404 with metadata.
+    let r = bulwark_e2e::patch(&root, "team-alpha/data/nope", json!({"data": {"a": "b"}})).await;
+    assert_eq!((r.status, r.body["data"].clone()), (404, Value::Null));
+    ok(
+        root.put("team-beta/data/gone", json!({"data": {"a": "b"}}))
+            .await,
+        200,
+    )
+    .await;
+    ok(root.delete("team-beta/data/gone").await, 204).await;
+    let r = bulwark_e2e::patch(&root, "team-beta/data/gone", json!({"data": {"a": "c"}})).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["data"]["metadata"]["version"], 1, "{:?}", r.body);
     let sk = ok(root.get("team-alpha/subkeys/app/db").await, 200).await;
     assert_eq!(
         sk["data"]["subkeys"],

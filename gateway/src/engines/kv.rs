@@ -419,13 +419,26 @@ async fn versioned(
                 return Err(ApiError::bad_request("no data provided"));
             }
             let w = WriteVersionRequest {
-                mount,
+                mount: mount.clone(),
                 path: key.into(),
                 data: json_bytes(&data),
                 cas: cas_field(&body)?,
             };
             let meta = if op == Operation::Patch {
-                kv().patch_version(w).await.map_err(map_not_found)?
+                match kv().patch_version(w).await {
+                    Ok(m) => m,
+                    // A deleted or destroyed current version: a 404 that
+                    // still carries its metadata, as Vault answers.
+                    Err(s) if s.code() == tonic::Code::NotFound => {
+                        return read_shaped(gw, req, mount, key, "data", Value::clone)
+                            .await
+                            .map(|mut r| {
+                                *r.status_mut() = StatusCode::NOT_FOUND;
+                                r
+                            });
+                    }
+                    Err(s) => return Err(s.into()),
+                }
             } else {
                 kv().write_version(w).await?
             }
