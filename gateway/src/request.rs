@@ -174,6 +174,42 @@ impl Fields<'_> {
         }
     }
 
+    /// A duration (whole seconds or a Go duration string) in seconds.
+    pub fn duration_secs(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => bulwark_shared::ttl::parse_duration_value(v)
+                .map(|d| d.map(|d| d.as_secs()))
+                .map_err(|e| ApiError::bad_request(format!("{key}: {e}"))),
+        }
+    }
+
+    /// A map of strings (numbers and booleans are taken as their text, as
+    /// Vault's weak decoding does).
+    pub fn string_map(
+        &self,
+        key: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    Value::Number(n) => Ok((k.clone(), n.to_string())),
+                    Value::Bool(b) => Ok((k.clone(), b.to_string())),
+                    _ => Err(ApiError::bad_request(format!(
+                        "{key} values must be strings"
+                    ))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{key} must be a map of strings"
+            ))),
+        }
+    }
+
     pub fn string_list(&self, key: &str) -> Result<Vec<String>, ApiError> {
         match self.get(key) {
             None => Ok(vec![]),

@@ -8,7 +8,6 @@ use bulwark_proto::auth::v1::{
     CreateTokenRequest, ListAccessorsRequest, LookupTokenRequest, RenewTokenRequest,
     RevokeTokenRequest, TokenEntry,
 };
-use bulwark_shared::ttl::parse_duration_value;
 use serde_json::{json, Map, Value};
 
 use crate::acl::Caller;
@@ -82,15 +81,6 @@ pub fn auth_block(client_token: &str, e: &TokenEntry) -> Value {
     })
 }
 
-fn seconds(f: &Fields<'_>, key: &str) -> Result<i64, ApiError> {
-    match f.0.get(key) {
-        None => Ok(0),
-        Some(v) => parse_duration_value(v)
-            .map(|d| d.map_or(0, |d| d.as_secs() as i64))
-            .map_err(|e| ApiError::bad_request(format!("{key}: {e}"))),
-    }
-}
-
 fn meta_map(f: &Fields<'_>) -> Result<HashMap<String, String>, ApiError> {
     match f.0.get("meta") {
         None | Some(Value::Null) => Ok(HashMap::new()),
@@ -130,9 +120,9 @@ async fn create(
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
             .ok_or_else(|| ApiError::bad_request("num_uses must be an integer"))?,
     };
-    let mut ttl = seconds(&f, "ttl")?;
+    let mut ttl = f.duration_secs("ttl")?.unwrap_or(0) as i64;
     if ttl == 0 {
-        ttl = seconds(&f, "lease")?;
+        ttl = f.duration_secs("lease")?.unwrap_or(0) as i64;
     }
     let sudo = caller.is_root() || capabilities.iter().any(|c| c == "sudo" || c == "root");
     let request = CreateTokenRequest {
@@ -144,8 +134,8 @@ async fn create(
         no_default_policy: f.bool("no_default_policy")?.unwrap_or(false),
         renewable: f.bool("renewable")?,
         ttl,
-        explicit_max_ttl: seconds(&f, "explicit_max_ttl")?,
-        period: seconds(&f, "period")?,
+        explicit_max_ttl: f.duration_secs("explicit_max_ttl")?.unwrap_or(0) as i64,
+        period: f.duration_secs("period")?.unwrap_or(0) as i64,
         display_name: f.string("display_name")?.unwrap_or_default(),
         num_uses,
         id: f.string("id")?.unwrap_or_default(),
@@ -215,7 +205,7 @@ async fn renew(
     accessor: String,
     body: &Map<String, Value>,
 ) -> Result<Response, ApiError> {
-    let increment = seconds(&Fields(body), "increment")?;
+    let increment = Fields(body).duration_secs("increment")?.unwrap_or(0) as i64;
     let show = token.clone();
     let out = gw
         .auth()

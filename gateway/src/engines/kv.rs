@@ -213,15 +213,6 @@ fn cas_field(body: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
     }
 }
 
-fn seconds_field(f: &Fields<'_>, key: &str) -> Result<Option<i64>, ApiError> {
-    match f.0.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => parse_duration_value(v)
-            .map(|d| d.map(|d| d.as_secs() as i64))
-            .map_err(|e| ApiError::bad_request(format!("{key}: {e}"))),
-    }
-}
-
 /// Subkeys: the data's structure with every leaf replaced by null, down to
 /// `depth` levels (0 = all).
 fn subkeys(v: &Value, depth: u64, level: u64) -> Value {
@@ -383,7 +374,7 @@ async fn versioned(
                 mount,
                 max_versions: f.u32("max_versions")?,
                 cas_required: f.bool("cas_required")?,
-                delete_version_after: seconds_field(&f, "delete_version_after")?,
+                delete_version_after: f.duration_secs("delete_version_after")?.map(|s| s as i64),
             })
             .await?;
             Ok(no_content())
@@ -515,7 +506,7 @@ async fn versioned(
                 path: key.into(),
                 max_versions: f.u32("max_versions")?,
                 cas_required: f.bool("cas_required")?,
-                delete_version_after: seconds_field(&f, "delete_version_after")?,
+                delete_version_after: f.duration_secs("delete_version_after")?.map(|s| s as i64),
                 custom_metadata: set,
                 set_custom_metadata: has_custom && !patch,
                 remove_custom_metadata: remove,

@@ -58,19 +58,11 @@ pub async fn one(
         Operation::Write => {
             let body = json_object(&req.body)?;
             let f = Fields(&body);
-            let options = match body.get("options") {
-                None | Some(Value::Null) => Default::default(),
-                Some(Value::Object(m)) => m
-                    .iter()
-                    .map(|(k, v)| match v {
-                        Value::String(s) => Ok((k.clone(), s.clone())),
-                        Value::Bool(b) => Ok((k.clone(), b.to_string())),
-                        Value::Number(n) => Ok((k.clone(), n.to_string())),
-                        _ => Err(ApiError::bad_request("audit options must be strings")),
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err(ApiError::bad_request("options must be a map of strings")),
-            };
+            let options = f
+                .string_map("options")?
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             gw.audit()
                 .enable_device(EnableDeviceRequest {
                     path,

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bulwark_shared::ttl::parse_duration_value;
 use serde_json::{json, Map, Value};
 
 use crate::envelope::Envelope;
@@ -25,46 +24,13 @@ fn table_json(entries: &[MountEntry]) -> Value {
     Value::Object(m)
 }
 
-fn seconds(v: Option<&Value>, key: &str) -> Result<Option<u64>, ApiError> {
-    match v {
-        None => Ok(None),
-        Some(v) => parse_duration_value(v)
-            .map(|d| d.map(|d| d.as_secs()))
-            .map_err(|e| ApiError::bad_request(format!("{key}: {e}"))),
-    }
-}
-
-fn string_map(v: Option<&Value>, key: &str) -> Result<Option<BTreeMap<String, String>>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                Value::Number(n) => Ok((k.clone(), n.to_string())),
-                _ => Err(ApiError::bad_request(format!(
-                    "{key} values must be strings"
-                ))),
-            })
-            .collect::<Result<_, _>>()
-            .map(Some),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a map"))),
-    }
-}
-
 /// Applies the `config` keys shared by enable and tune.
 fn apply_config(cfg: &mut MountConfig, c: &Map<String, Value>) -> Result<(), ApiError> {
     let f = Fields(c);
-    if let Some(t) = seconds(
-        c.get("default_lease_ttl").filter(|v| !v.is_null()),
-        "default_lease_ttl",
-    )? {
+    if let Some(t) = f.duration_secs("default_lease_ttl")? {
         cfg.default_lease_ttl = t;
     }
-    if let Some(t) = seconds(
-        c.get("max_lease_ttl").filter(|v| !v.is_null()),
-        "max_lease_ttl",
-    )? {
+    if let Some(t) = f.duration_secs("max_lease_ttl")? {
         cfg.max_lease_ttl = t;
     }
     if cfg.max_lease_ttl != 0 && cfg.default_lease_ttl > cfg.max_lease_ttl {
@@ -118,7 +84,7 @@ async fn enable(gw: &Gateway, req: &ApiRequest, path: &str) -> Result<Response, 
         .or(f.string("plugin_name")?)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::bad_request("backend type must be specified as a string"))?;
-    let mut options = string_map(body.get("options"), "options")?;
+    let mut options = Fields(&body).string_map("options")?;
     let kind = match raw_type.as_str() {
         "kv-v2" => {
             options
@@ -211,7 +177,7 @@ async fn tune(
             let body = json_object(&req.body)?;
             let f = Fields(&body);
             let description = f.string("description")?;
-            let options = string_map(body.get("options"), "options")?;
+            let options = Fields(&body).string_map("options")?;
             let current = gw
                 .mounts()
                 .get(path)

@@ -503,6 +503,50 @@ impl KvStore {
         path: &str,
         versions: &[u64],
     ) -> Result<(), KvError> {
+        self.mark_versions(mount, path, versions, |v, now| {
+            if v.is_live(now) {
+                v.deletion_time = now;
+                true
+            } else {
+                false
+            }
+        })
+        .await
+    }
+
+    /// Clears the deletion time of the given versions (not of destroyed
+    /// ones). Unknown versions, and a missing key, are ignored.
+    pub async fn undelete_versions(
+        &self,
+        mount: &str,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<(), KvError> {
+        if versions.is_empty() {
+            self.ensure_unsealed().await?;
+            return Err(KvError::NoVersions);
+        }
+        self.mark_versions(mount, path, versions, |v, _| {
+            if !v.destroyed && v.deletion_time != 0 {
+                v.deletion_time = 0;
+                true
+            } else {
+                false
+            }
+        })
+        .await
+    }
+
+    /// Applies `mark` to each listed version (none listed: the current one)
+    /// in one compare-and-swap of the key's metadata; writes only if `mark`
+    /// changed something. Unknown versions, and a missing key, are ignored.
+    async fn mark_versions(
+        &self,
+        mount: &str,
+        path: &str,
+        versions: &[u64],
+        mark: impl Fn(&mut VersionRecord, i64) -> bool,
+    ) -> Result<(), KvError> {
         self.ensure_unsealed().await?;
         layout::check_mount(mount)?;
         layout::check_key(path)?;
@@ -520,47 +564,7 @@ impl KvStore {
             let mut changed = false;
             for n in targets {
                 if let Some(v) = record.versions.get_mut(&n) {
-                    if v.is_live(now) {
-                        v.deletion_time = now;
-                        changed = true;
-                    }
-                }
-            }
-            Ok(if changed {
-                Update::Write(record, ())
-            } else {
-                Update::Keep(())
-            })
-        })
-        .await
-    }
-
-    /// Clears the deletion time of the given versions (not of destroyed
-    /// ones). Unknown versions, and a missing key, are ignored.
-    pub async fn undelete_versions(
-        &self,
-        mount: &str,
-        path: &str,
-        versions: &[u64],
-    ) -> Result<(), KvError> {
-        self.ensure_unsealed().await?;
-        layout::check_mount(mount)?;
-        layout::check_key(path)?;
-        if versions.is_empty() {
-            return Err(KvError::NoVersions);
-        }
-        let meta_key = layout::meta_key(mount, path);
-        self.update_record("metadata", &meta_key, |current: Option<KeyRecord>| {
-            let Some(mut record) = current else {
-                return Ok(Update::Keep(()));
-            };
-            let mut changed = false;
-            for n in versions {
-                if let Some(v) = record.versions.get_mut(n) {
-                    if !v.destroyed && v.deletion_time != 0 {
-                        v.deletion_time = 0;
-                        changed = true;
-                    }
+                    changed |= mark(v, now);
                 }
             }
             Ok(if changed {
