@@ -199,6 +199,7 @@ impl AclCache {
         let entry = auth
             .authenticate(AuthenticateRequest {
                 token: token.to_string(),
+                ..Default::default()
             })
             .await
             .map_err(|s| match s.code() {

@@ -257,10 +257,19 @@ impl Gateway {
     }
 }
 
+/// The certificate chain a client presented to the HTTPS listener (DER, leaf
+/// first; empty when none). The listener has checked that the client holds
+/// the leaf's private key; whether the chain is trusted is for the cert auth
+/// method to decide. Carried as a request extension.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCertChain(pub Vec<Vec<u8>>);
+
 /// One decoded API request: the path below `/v1/`, without its leading slash.
 pub struct ApiRequest {
     /// The client's address, when the listener knows it.
     pub remote: Option<std::net::SocketAddr>,
+    /// The client's TLS certificate chain (HTTPS listener only).
+    pub client_chain: ClientCertChain,
     pub method: Method,
     pub path: String,
     pub query: Vec<(String, String)>,
@@ -338,8 +347,14 @@ async fn handle_v1(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
+    let client_chain = parts
+        .extensions
+        .get::<ClientCertChain>()
+        .cloned()
+        .unwrap_or_default();
     let req = ApiRequest {
         remote,
+        client_chain,
         method: parts.method,
         path,
         query,

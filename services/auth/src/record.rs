@@ -91,6 +91,7 @@ impl TokenRecord {
     /// The wire view: `id` is the token when looked up by token, `""` by accessor.
     pub fn entry(&self, id: &str, now: i64) -> TokenEntry {
         TokenEntry {
+            bound_cidrs: Vec::new(),
             id: id.to_string(),
             accessor: self.accessor.clone(),
             policies: self.policies.clone(),

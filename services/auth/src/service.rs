@@ -185,6 +185,7 @@ mod tests {
         let status = svc
             .authenticate(Request::new(AuthenticateRequest {
                 token: "hvs.nope".into(),
+                ..Default::default()
             }))
             .await
             .unwrap_err();
