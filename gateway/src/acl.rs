@@ -35,6 +35,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller of an unauthenticated request (a login, an unwrap with the
+    /// wrapping token itself).
+    pub fn anonymous() -> Self {
+        Caller {
+            token: String::new(),
+            entry: TokenEntry::default(),
+        }
+    }
+
     pub fn is_root(&self) -> bool {
         self.entry.policies.iter().any(|p| p == "root")
     }
@@ -191,6 +200,7 @@ impl AclCache {
         &self,
         auth: &mut AuthClient<Channel>,
         token: &str,
+        remote_ip: Option<std::net::IpAddr>,
     ) -> Result<TokenEntry, ApiError> {
         if let Some(e) = self.cached_token(token) {
             return Ok(e);
@@ -199,7 +209,7 @@ impl AclCache {
         let entry = auth
             .authenticate(AuthenticateRequest {
                 token: token.to_string(),
-                ..Default::default()
+                remote_ip: remote_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             })
             .await
             .map_err(|s| match s.code() {
@@ -270,6 +280,23 @@ pub fn policy_op(op: Operation) -> Option<PolicyOp> {
     })
 }
 
+/// Whether a token bound to `cidrs` may be used from `ip` (no bound CIDRs:
+/// from anywhere; bound, and the address unknown: refused).
+pub fn address_allowed(cidrs: &[String], ip: Option<std::net::IpAddr>) -> bool {
+    if cidrs.is_empty() {
+        return true;
+    }
+    let Some(ip) = ip else {
+        return false;
+    };
+    cidrs.iter().any(|c| {
+        c.parse::<ipnet::IpNet>()
+            .map(|n| n.contains(&ip))
+            .or_else(|_| c.parse::<std::net::IpAddr>().map(|a| a == ip))
+            .unwrap_or(false)
+    })
+}
+
 /// Root-protected paths: `sudo` is needed on top of the operation's capability.
 pub fn needs_sudo(path: &str, op: Operation) -> bool {
     let p = path.trim_end_matches('/');
@@ -304,6 +331,18 @@ pub fn needs_sudo(path: &str, op: Operation) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bound_cidrs() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(address_allowed(&[], None));
+        let cidrs = vec!["10.0.0.0/8".to_string(), "127.0.0.1".to_string()];
+        assert!(address_allowed(&cidrs, ip("10.1.2.3")));
+        assert!(address_allowed(&cidrs, ip("127.0.0.1")));
+        assert!(!address_allowed(&cidrs, ip("127.0.0.2")));
+        assert!(!address_allowed(&cidrs, None));
+        assert!(!address_allowed(&["junk".to_string()], ip("10.0.0.1")));
+    }
 
     #[test]
     fn sudo_paths() {

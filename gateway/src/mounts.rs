@@ -2,7 +2,10 @@
 //! stored through the gateway's own barrier namespace as one record
 //! (`core/mounts`, updated with compare-and-swap), cached in memory.
 //!
-//! `sys/`, `cubbyhole/` and `identity/` are built in and never stored.
+//! Two tables share this code: secrets engines (`sys/mounts`, record
+//! `core/mounts`) and auth methods (`sys/auth`, record `core/auth`, paths
+//! relative to `auth/`). `sys/`, `cubbyhole/` and `identity/` (secrets) and
+//! `token/` (auth) are built in and never stored.
 //! Routing is by longest prefix; nested mounts are refused as Vault refuses
 //! them. A change made through another gateway replica is seen when the cache
 //! is refreshed (every [`REFRESH`]), not at once: pushed invalidation across
@@ -19,7 +22,55 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 
-const TABLE: &str = "core/mounts";
+/// Which of the two mount tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Secrets engines, `sys/mounts`.
+    Secrets,
+    /// Auth methods, `sys/auth` (served under `auth/`).
+    Auth,
+}
+
+impl Table {
+    fn record(self) -> &'static str {
+        match self {
+            Table::Secrets => "core/mounts",
+            Table::Auth => "core/auth",
+        }
+    }
+
+    fn builtins(self) -> Vec<MountEntry> {
+        match self {
+            Table::Secrets => vec![
+                builtin(
+                    "cubbyhole/",
+                    "cubbyhole",
+                    "per-token private secret storage",
+                ),
+                builtin("identity/", "identity", "identity store"),
+                builtin(
+                    "sys/",
+                    "system",
+                    "system endpoints used for control, policy and debugging",
+                ),
+            ],
+            Table::Auth => {
+                let mut token = builtin("token/", "token", "token based credentials");
+                token.accessor = format!("auth_{}", token.accessor);
+                token.config.token_type = "default-service".into();
+                vec![token]
+            }
+        }
+    }
+
+    /// Paths no mount of this table may take or nest with.
+    fn reserved(self) -> &'static [&'static str] {
+        match self {
+            Table::Secrets => &["sys/", "auth/", "cubbyhole/", "identity/"],
+            Table::Auth => &["token/"],
+        }
+    }
+}
 /// How long a replica trusts its cached table.
 pub const REFRESH: Duration = Duration::from_secs(2);
 /// Vault's system default and maximum lease TTL (768h).
@@ -44,6 +95,10 @@ pub struct MountConfig {
     pub passthrough_request_headers: Vec<String>,
     #[serde(default)]
     pub allowed_response_headers: Vec<String>,
+    /// Auth mounts only: `default-service` (default), `default-batch`,
+    /// `service` or `batch`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token_type: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -82,12 +137,15 @@ impl MountEntry {
     }
 
     pub fn builtin(&self) -> bool {
-        matches!(self.path.as_str(), "sys/" | "cubbyhole/" | "identity/")
+        matches!(
+            (self.kind.as_str(), self.path.as_str()),
+            (_, "sys/" | "cubbyhole/" | "identity/") | ("token", "token/")
+        )
     }
 
     /// The JSON Vault lists for a mount.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "accessor": self.accessor,
             "config": {
                 "default_lease_ttl": self.config.default_lease_ttl,
@@ -104,7 +162,11 @@ impl MountEntry {
             "seal_wrap": self.seal_wrap,
             "type": self.kind,
             "uuid": self.uuid,
-        })
+        });
+        if !self.config.token_type.is_empty() {
+            v["config"]["token_type"] = json!(self.config.token_type);
+        }
+        v
     }
 
     /// Effective default lease TTL (seconds).
@@ -149,22 +211,6 @@ fn builtin(path: &str, kind: &str, description: &str) -> MountEntry {
     }
 }
 
-fn builtins() -> Vec<MountEntry> {
-    vec![
-        builtin(
-            "cubbyhole/",
-            "cubbyhole",
-            "per-token private secret storage",
-        ),
-        builtin("identity/", "identity", "identity store"),
-        builtin(
-            "sys/",
-            "system",
-            "system endpoints used for control, policy and debugging",
-        ),
-    ]
-}
-
 /// Normalizes a mount path: trimmed of slashes, with one trailing slash.
 pub fn normalize(path: &str) -> Result<String, ApiError> {
     let p = path.trim().trim_matches('/');
@@ -184,15 +230,17 @@ struct Cached {
     at: Instant,
 }
 
-/// The mount table of one gateway.
+/// One mount table of one gateway.
 pub struct MountTable {
+    table: Table,
     barrier: Barrier,
     cache: RwLock<Option<Cached>>,
 }
 
 impl MountTable {
-    pub fn new(barrier: Barrier) -> Self {
+    pub fn new(table: Table, barrier: Barrier) -> Self {
         MountTable {
+            table,
             barrier,
             cache: RwLock::new(None),
         }
@@ -206,7 +254,7 @@ impl MountTable {
     async fn stored(&self) -> Result<(Vec<MountEntry>, Option<Vec<u8>>), ApiError> {
         match self
             .barrier
-            .get_versioned(TABLE)
+            .get_versioned(self.table.record())
             .await
             .map_err(tonic::Status::from)?
         {
@@ -236,7 +284,7 @@ impl MountTable {
             }
         }
         let (mut entries, _) = self.stored().await?;
-        entries.extend(builtins());
+        entries.extend(self.table.builtins());
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         *self.cache.write().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
             entries: entries.clone(),
@@ -273,8 +321,8 @@ impl MountTable {
             let out = f(&mut entries)?;
             let bytes = serde_json::to_vec(&entries).expect("mount entries serialize");
             let written = match &version {
-                Some(v) => self.barrier.replace(TABLE, v, &bytes).await,
-                None => self.barrier.create(TABLE, &bytes).await,
+                Some(v) => self.barrier.replace(self.table.record(), v, &bytes).await,
+                None => self.barrier.create(self.table.record(), &bytes).await,
             }
             .map_err(tonic::Status::from)?;
             if written {
@@ -287,7 +335,7 @@ impl MountTable {
     /// Adds a mount. Refuses a path in use, or nested in or over another mount.
     pub async fn enable(&self, mut entry: MountEntry) -> Result<MountEntry, ApiError> {
         entry.path = normalize(&entry.path)?;
-        for reserved in ["sys/", "auth/", "cubbyhole/", "identity/"] {
+        for reserved in self.table.reserved() {
             if entry.path.starts_with(reserved) || reserved.starts_with(&entry.path) {
                 return Err(ApiError::bad_request(format!(
                     "cannot mount at {:?}: {reserved} is reserved",
@@ -296,7 +344,10 @@ impl MountTable {
             }
         }
         entry.uuid = uuid::Uuid::new_v4().to_string();
-        entry.accessor = format!("{}_{}", entry.kind, random_hex(4));
+        entry.accessor = match self.table {
+            Table::Secrets => format!("{}_{}", entry.kind, random_hex(4)),
+            Table::Auth => format!("auth_{}_{}", entry.kind, random_hex(4)),
+        };
         let e = entry.clone();
         self.update(move |entries| {
             if let Some(existing) = entries
@@ -318,7 +369,7 @@ impl MountTable {
     /// Removes a mount; returns it if it existed.
     pub async fn disable(&self, path: &str) -> Result<Option<MountEntry>, ApiError> {
         let path = normalize(path)?;
-        if builtins().iter().any(|b| b.path == path) {
+        if self.table.builtins().iter().any(|b| b.path == path) {
             return Err(ApiError::bad_request(format!("cannot unmount {path:?}")));
         }
         self.update(|entries| {
@@ -335,7 +386,7 @@ impl MountTable {
         mut f: impl FnMut(&mut MountEntry) -> Result<(), ApiError>,
     ) -> Result<MountEntry, ApiError> {
         let path = normalize(path)?;
-        if builtins().iter().any(|b| b.path == path) {
+        if self.table.builtins().iter().any(|b| b.path == path) {
             return Err(ApiError::bad_request(format!("cannot tune {path:?}")));
         }
         self.update(|entries| {
@@ -352,7 +403,7 @@ impl MountTable {
     /// Moves a mount to a new path (its data stays: it is keyed by UUID).
     pub async fn remount(&self, from: &str, to: &str) -> Result<(), ApiError> {
         let (from, to) = (normalize(from)?, normalize(to)?);
-        for reserved in ["sys/", "auth/", "cubbyhole/", "identity/"] {
+        for reserved in self.table.reserved() {
             if from.starts_with(reserved) || to.starts_with(reserved) || reserved.starts_with(&to) {
                 return Err(ApiError::bad_request(format!(
                     "cannot remount {from:?} to {to:?}"
@@ -393,7 +444,10 @@ mod tests {
             .unwrap();
         let k = Keyring::new();
         k.install(1, [(1, zeroize::Zeroizing::new([3u8; 32]))]);
-        MountTable::new(Barrier::new(db.namespace("gateway").await.unwrap(), k))
+        MountTable::new(
+            Table::Secrets,
+            Barrier::new(db.namespace("gateway").await.unwrap(), k),
+        )
     }
 
     fn kv(path: &str, version: &str) -> MountEntry {

@@ -203,6 +203,23 @@ impl Barrier {
             .await?)
     }
 
+    /// Reads and deletes a value in one step: of several racing callers,
+    /// exactly one gets it.
+    pub async fn take(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, BarrierError> {
+        loop {
+            let Some((plain, sealed)) = self.get_versioned(path).await? else {
+                return Ok(None);
+            };
+            if self.storage.compare_and_delete(path, &sealed).await? {
+                return Ok(Some(plain));
+            }
+            // Changed (not deleted) under us: read again.
+            if self.storage.get(path).await?.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         path: &str,

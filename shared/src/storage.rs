@@ -168,6 +168,7 @@ struct Sql {
     create_only: String,
     cas: String,
     delete: String,
+    delete_if: String,
     list: String,
 }
 
@@ -193,6 +194,7 @@ impl Sql {
             ),
             cas: format!("UPDATE {table} SET value = {p3} WHERE key = {p1} AND value = {p2}"),
             delete: format!("DELETE FROM {table} WHERE key = {p1}"),
+            delete_if: format!("DELETE FROM {table} WHERE key = {p1} AND value = {p2}"),
             list: format!("SELECT key FROM {table} WHERE key LIKE {p1} ESCAPE '\\' ORDER BY key"),
         }
     }
@@ -248,6 +250,17 @@ impl Storage {
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         with_pool!(&self.pool, p => sqlx::query(&self.sql.delete).bind(key).execute(p).await.map(|_| ())?);
         Ok(())
+    }
+
+    /// Deletes `key` only if its value is still `expected` (byte for byte).
+    /// Returns whether it was deleted: of several racing callers, one wins.
+    pub async fn compare_and_delete(
+        &self,
+        key: &str,
+        expected: &[u8],
+    ) -> Result<bool, StorageError> {
+        let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.delete_if).bind(key).bind(expected).execute(p).await?.rows_affected());
+        Ok(n == 1)
     }
 
     /// The entries directly under `prefix`, Vault style: `a/b` and `a/c/d`

@@ -1,6 +1,7 @@
 //! `sys/` endpoints served by the gateway itself.
 
 pub mod audit;
+pub mod auth;
 pub mod capabilities;
 pub mod lifecycle;
 pub mod mounts;

@@ -16,7 +16,7 @@ use crate::{ApiRequest, Gateway};
 /// Engine types this server can mount today.
 const KNOWN_TYPES: &[&str] = &["kv"];
 
-fn table_json(entries: &[MountEntry]) -> Value {
+pub(crate) fn table_json(entries: &[MountEntry]) -> Value {
     let mut m = Map::new();
     for e in entries {
         m.insert(e.path.clone(), e.to_json());
@@ -25,7 +25,7 @@ fn table_json(entries: &[MountEntry]) -> Value {
 }
 
 /// Applies the `config` keys shared by enable and tune.
-fn apply_config(cfg: &mut MountConfig, c: &Map<String, Value>) -> Result<(), ApiError> {
+pub(crate) fn apply_config(cfg: &mut MountConfig, c: &Map<String, Value>) -> Result<(), ApiError> {
     let f = Fields(c);
     if let Some(t) = f.duration_secs("default_lease_ttl")? {
         cfg.default_lease_ttl = t;
@@ -59,7 +59,7 @@ fn apply_config(cfg: &mut MountConfig, c: &Map<String, Value>) -> Result<(), Api
     Ok(())
 }
 
-fn config_object(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn config_object(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     match body.get("config") {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),
@@ -145,7 +145,7 @@ async fn disable(gw: &Gateway, path: &str) -> Result<Response, ApiError> {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn tune_json(m: &MountEntry) -> Value {
+pub(crate) fn tune_json(m: &MountEntry) -> Value {
     json!({
         "default_lease_ttl": m.default_lease_ttl(),
         "max_lease_ttl": m.max_lease_ttl(),

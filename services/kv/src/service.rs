@@ -94,6 +94,26 @@ impl Kv for KvService {
     }
 
     #[tracing::instrument(skip_all, fields(mount = %req.get_ref().mount, path = %req.get_ref().path))]
+    async fn take(
+        &self,
+        req: Request<pb::KeyRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        self.unsealed().await?;
+        let req = req.into_inner();
+        let got = self
+            .store
+            .take(kind(req.kind)?, &req.mount, &req.path)
+            .await?;
+        Ok(Response::new(match got {
+            Some(data) => pb::GetResponse {
+                found: true,
+                data: data.to_vec(),
+            },
+            None => pb::GetResponse::default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(mount = %req.get_ref().mount, path = %req.get_ref().path))]
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::Empty>, Status> {
         self.unsealed().await?;
         let req = req.into_inner();

@@ -302,6 +302,20 @@ impl KvStore {
             .await?)
     }
 
+    /// Reads and deletes a kv v1 or cubbyhole entry at once: of several
+    /// racing callers exactly one gets it (response unwrapping).
+    pub async fn take(
+        &self,
+        kind: Kind,
+        mount: &str,
+        path: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, KvError> {
+        self.ensure_unsealed().await?;
+        let mount = flat_mount(kind, mount)?;
+        check_flat_key(kind, path)?;
+        Ok(self.barrier.take(&layout::entry_key(mount, path)).await?)
+    }
+
     /// Deletes a kv v1 or cubbyhole entry (a missing one is fine).
     pub async fn delete(&self, kind: Kind, mount: &str, path: &str) -> Result<(), KvError> {
         self.ensure_unsealed().await?;
@@ -523,6 +537,40 @@ mod tests {
             s.get(Kind::KvV2, "m", "a").await,
             Err(KvError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn take_hands_an_entry_to_exactly_one_caller() {
+        let h = harness().await;
+        let s = h.store.clone();
+        let c = Kind::Cubbyhole;
+        s.put(c, "cubbyhole", "acc9/response", br#"{"a":"1"}"#)
+            .await
+            .unwrap();
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.take(c, "cubbyhole", "acc9/response").await })
+            })
+            .collect();
+        let mut winners = 0;
+        for r in racers {
+            if let Some(v) = r.await.unwrap().unwrap() {
+                assert_eq!(v.as_slice(), br#"{"a":"1"}"#);
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+        assert!(s
+            .get(c, "cubbyhole", "acc9/response")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .take(c, "cubbyhole", "acc9/response")
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test]
