@@ -8,6 +8,8 @@
 //!   memory, initialized with one share and unsealed, root token printed.
 //! * `-config FILE`: what the file says (storage, listener, cluster
 //!   addresses, certificate directory), starting uninitialized or sealed.
+//!   The gateway serves HTTPS unless the listener says `tls_disable = true`
+//!   (`-dev` always serves plain HTTP).
 //! * `--target=seal,kv`: only these services (overrides the file's `target`).
 
 use std::collections::BTreeMap;
@@ -18,7 +20,7 @@ use anyhow::{anyhow, Context};
 use base64::Engine as _;
 use bulwark_proto::seal::v1::seal_client::SealClient;
 use bulwark_proto::seal::v1::{InitRequest, UnsealRequest};
-use bulwark_shared::config::{parse_targets, ServerConfig};
+use bulwark_shared::config::{parse_targets, ListenerTls, ServerConfig};
 use bulwark_shared::grpc::{self, Channel};
 use bulwark_shared::storage::{Database, StorageConfig};
 use bulwark_shared::telemetry::{self, LogFormat};
@@ -67,6 +69,8 @@ struct Plan {
     targets: Vec<ServiceName>,
     storage: StorageConfig,
     http_address: String,
+    /// HTTPS certificate and key of the gateway's listener (`None`: HTTP).
+    http_tls: Option<ListenerTls>,
     addresses: BTreeMap<ServiceName, String>,
     certs: Certs,
     dev_root_token: Option<String>,
@@ -99,6 +103,7 @@ impl Plan {
             targets,
             storage: StorageConfig::SqliteMemory,
             http_address: a.dev_listen_address.clone(),
+            http_tls: None,
             addresses: BTreeMap::new(),
             certs: Certs::Memory(ids),
             dev_root_token: Some(a.dev_root_token_id.clone().unwrap_or_default()),
@@ -129,6 +134,7 @@ impl Plan {
             targets,
             storage: cfg.storage,
             http_address: cfg.http_address,
+            http_tls: cfg.http_tls,
             addresses: cfg.addresses,
             certs: Certs::Dir(cfg.cert_dir),
             dev_root_token: None,
@@ -204,6 +210,15 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
         ensure_certs(dir, &plan.targets, &[])
             .with_context(|| format!("certificates in {}", dir.display()))?;
     }
+    // Read the HTTPS certificate before anything starts, so a bad file fails
+    // the start-up at once.
+    let http_tls = match &plan.http_tls {
+        Some(t) if plan.targets.contains(&ServiceName::Gateway) => Some(
+            bulwark_gateway::listener::tls_config(&t.cert_file, &t.key_file)
+                .context("listener \"tcp\"")?,
+        ),
+        _ => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -319,7 +334,13 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 http_addr = Some(http.local_addr()?);
                 let ready = gw.clone();
                 let stop = stopped();
-                tasks.spawn(async move { Ok(bulwark_gateway::serve(http, gw, stop).await?) });
+                match http_tls.clone() {
+                    Some(tls) => tasks.spawn(async move {
+                        Ok(bulwark_gateway::listener::serve_tls(http, gw, tls, stop).await?)
+                    }),
+                    None => tasks
+                        .spawn(async move { Ok(bulwark_gateway::serve(http, gw, stop).await?) }),
+                };
                 // Serve only once the gateway knows the seal state.
                 tokio::time::timeout(std::time::Duration::from_secs(30), ready.wait_connected())
                     .await
@@ -354,7 +375,13 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
     }
     println!("{:>16}: {}", "Storage", storage_kind(&plan.storage));
     if let Some(a) = http_addr {
-        println!("     Api Address: http://{a}");
+        let (scheme, tls) = if http_tls.is_some() {
+            ("https", "enabled")
+        } else {
+            ("http", "disabled")
+        };
+        println!("{:>16}: tcp (addr: \"{a}\", tls: \"{tls}\")", "Listener 1");
+        println!("     Api Address: {scheme}://{a}");
     }
     println!("\n==> Bulwark server started! Log data will stream in below:\n");
 

@@ -281,6 +281,139 @@ fn vault_cli_workflow() {
     }
 }
 
+/// The auth-method steps of the walkthroughs: userpass and AppRole, a
+/// wrapped SecretID, `auth list|disable`.
+#[test]
+fn auth_methods_workflow() {
+    let srv = DevServer::start();
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    let a = srv.addr.as_str();
+    let root = |args: &[&str]| run(a, h, Some("root"), args, "");
+
+    assert_eq!(
+        ok(root(&["auth", "enable", "userpass"])),
+        "Success! Enabled userpass auth method at: userpass/\n"
+    );
+    assert_eq!(
+        ok(root(&[
+            "write",
+            "auth/userpass/users/alice",
+            "password=Password123!",
+            "token_ttl=1h",
+            "token_max_ttl=24h",
+        ])),
+        "Success! Data written to: auth/userpass/users/alice\n"
+    );
+    // `login -method=userpass` stores the token in the helper.
+    let o = run(
+        a,
+        h,
+        None,
+        &[
+            "login",
+            "-method=userpass",
+            "username=alice",
+            "password=Password123!",
+        ],
+        "",
+    );
+    let s = ok(o);
+    assert!(s.starts_with("Success! You are now authenticated."), "{s}");
+    assert_eq!(row(&s, "token_policies"), Some("[\"default\"]"));
+    assert_eq!(row(&s, "token_duration"), Some("1h"));
+    let alice = std::fs::read_to_string(h.join(".vault-token")).expect("token helper");
+    assert!(alice.starts_with("hvs."), "{alice}");
+    let o = run(a, h, None, &["token", "lookup"], "");
+    assert_eq!(row(&ok(o), "display_name"), Some("userpass-alice"));
+    let o = run(
+        a,
+        h,
+        None,
+        &[
+            "login",
+            "-method=userpass",
+            "username=alice",
+            "password=nope",
+        ],
+        "",
+    );
+    assert_eq!(code(&o), 2);
+    assert!(
+        err(&o).contains("invalid username or password"),
+        "{}",
+        err(&o)
+    );
+
+    ok(root(&["auth", "enable", "approle"]));
+    ok(root(&[
+        "write",
+        "auth/approle/role/my-app",
+        "secret_id_ttl=24h",
+        "token_ttl=1h",
+        "token_max_ttl=24h",
+        "policies=default",
+    ]));
+    let role_id = ok(root(&[
+        "read",
+        "-field=role_id",
+        "auth/approle/role/my-app/role-id",
+    ]));
+    let s = ok(root(&["write", "-f", "auth/approle/role/my-app/secret-id"]));
+    let secret_id = row(&s, "secret_id").expect("secret_id row").to_string();
+    assert!(row(&s, "secret_id_accessor").is_some(), "{s}");
+    let s = ok(root(&[
+        "write",
+        "auth/approle/login",
+        &format!("role_id={}", role_id.trim()),
+        &format!("secret_id={secret_id}"),
+    ]));
+    assert!(
+        row(&s, "token").is_some_and(|t| t.starts_with("hvs.")),
+        "{s}"
+    );
+    assert_eq!(row(&s, "token_policies"), Some("[\"default\"]"));
+
+    // A wrapped SecretID unwraps once.
+    let s = ok(root(&[
+        "write",
+        "-wrap-ttl=60s",
+        "-f",
+        "auth/approle/role/my-app/secret-id",
+    ]));
+    let wrapping = row(&s, "wrapping_token:")
+        .expect("wrapping token")
+        .to_string();
+    assert_eq!(row(&s, "wrapping_token_ttl:"), Some("1m"));
+    assert_eq!(
+        row(&s, "wrapping_token_creation_path:"),
+        Some("auth/approle/role/my-app/secret-id")
+    );
+    let s = ok(run(a, h, None, &["unwrap", &wrapping], ""));
+    assert!(row(&s, "secret_id").is_some(), "{s}");
+    let o = root(&["unwrap", &wrapping]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        err(&o).contains("wrapping token is not valid"),
+        "{}",
+        err(&o)
+    );
+
+    let s = ok(root(&["auth", "list"]));
+    for p in ["approle/", "token/", "userpass/"] {
+        assert!(s.lines().any(|l| l.starts_with(p)), "{p}: {s}");
+    }
+    assert_eq!(
+        ok(root(&["auth", "disable", "userpass"])),
+        "Success! Disabled the auth method (if it existed) at: userpass/\n"
+    );
+    // Alice's token went with the method.
+    let o = run(a, h, None, &["token", "lookup"], "");
+    assert_eq!(code(&o), 2);
+    let o = root(&["auth", "enable", "nosuchmethod"]);
+    assert_eq!(code(&o), 2);
+}
+
 #[test]
 fn unreachable_server() {
     let home = tempfile::tempdir().expect("tempdir");

@@ -179,7 +179,11 @@ impl AclCache {
 
     fn store_token(&self, token: &str, entry: &TokenEntry, generation: u64) {
         // Tokens with a use count must reach the auth service on every use.
-        if entry.num_uses != 0 || !self.token_live.load(Ordering::SeqCst) {
+        // Batch tokens (no accessor) cannot be dropped by revocation events.
+        if entry.num_uses != 0
+            || entry.accessor.is_empty()
+            || !self.token_live.load(Ordering::SeqCst)
+        {
             return;
         }
         let mut c = self.tokens.write().unwrap_or_else(|e| e.into_inner());

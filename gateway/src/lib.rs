@@ -13,10 +13,13 @@ mod audit;
 mod engines;
 pub mod envelope;
 pub mod error;
+pub mod listener;
+mod methods;
 pub mod mounts;
 pub mod request;
 mod sys;
 mod token;
+mod wrapping;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +33,7 @@ use axum::routing::any;
 use axum::Router;
 use bulwark_proto::audit::v1::audit_client::AuditClient;
 use bulwark_proto::auth::v1::auth_client::AuthClient;
+use bulwark_proto::auth::v1::methods_client::MethodsClient;
 use bulwark_proto::kv::v1::kv_client::KvClient;
 use bulwark_proto::policy::v1::policy_client::PolicyClient;
 use bulwark_proto::seal::v1::seal_client::SealClient;
@@ -74,6 +78,8 @@ struct Inner {
     audit_need: Arc<audit::AuditNeed>,
     acl: Arc<AclCache>,
     mounts: mounts::MountTable,
+    auth_mounts: mounts::MountTable,
+    methods: MethodsClient<Channel>,
     migrations: std::sync::Mutex<std::collections::VecDeque<(String, String, String)>>,
 }
 
@@ -93,6 +99,7 @@ impl Gateway {
         let seal = SealClient::new(up.seal);
         let rt = KeyedRuntime::start(seal.clone());
         let barrier = Barrier::new(db.namespace("gateway").await?, rt.keyring.clone());
+        let methods = MethodsClient::new(up.auth.clone());
         let auth = AuthClient::new(up.auth);
         let policy = PolicyClient::new(up.policy);
         let acl = AclCache::new();
@@ -112,7 +119,9 @@ impl Gateway {
                 audit,
                 audit_need,
                 acl,
-                mounts: mounts::MountTable::new(barrier),
+                mounts: mounts::MountTable::new(mounts::Table::Secrets, barrier.clone()),
+                auth_mounts: mounts::MountTable::new(mounts::Table::Auth, barrier),
+                methods,
                 migrations: Default::default(),
             }),
         })
@@ -132,6 +141,15 @@ impl Gateway {
 
     pub(crate) fn mounts(&self) -> &mounts::MountTable {
         &self.inner.mounts
+    }
+
+    /// The auth method table (`sys/auth`).
+    pub(crate) fn auth_mounts(&self) -> &mounts::MountTable {
+        &self.inner.auth_mounts
+    }
+
+    pub(crate) fn methods(&self) -> MethodsClient<Channel> {
+        self.inner.methods.clone()
     }
 
     pub(crate) fn record_migration(&self, id: &str, from: &str, to: &str) {
@@ -189,16 +207,26 @@ impl Gateway {
         &self.inner.acl
     }
 
-    /// Resolves the request's token.
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    /// Resolves the request's token, refusing a token bound to CIDR blocks
+    /// that the client's address is not in.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Result<Caller, ApiError> {
         let token = request::client_token(headers).ok_or_else(ApiError::permission_denied)?;
+        let remote_ip = remote.map(|a| a.ip());
         let entry = self
             .acl()
-            .authenticate(&mut self.auth(), &token)
+            .authenticate(&mut self.auth(), &token, remote_ip)
             .await
             .inspect_err(|e| {
                 tracing::debug!(status = e.status.as_u16(), "authentication failed");
             })?;
+        if !acl::address_allowed(&entry.bound_cidrs, remote_ip) {
+            tracing::debug!("token used outside its bound CIDRs");
+            return Err(ApiError::permission_denied());
+        }
         Ok(Caller { token, entry })
     }
 
@@ -420,12 +448,33 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
     if gw.sealed().await {
         return Err(ApiError::sealed());
     }
+    let wrap_ttl = wrapping::requested_ttl(&req.headers)?;
     let path = req.path.clone();
-    let mount = if path.starts_with("sys/") || path.starts_with("auth/") {
+    let mount = if path.starts_with("sys/") {
         None
+    } else if let Some(below) = path.strip_prefix("auth/") {
+        match gw.auth_mounts().route(below).await? {
+            Some((m, rest)) if m.kind != "token" => Some((m, rest)),
+            Some(_) => None,
+            None => return Err(ApiError::no_route(path.trim_end_matches('/'))),
+        }
     } else {
         gw.mounts().route(&path).await?
     };
+    let auth_method = path.starts_with("auth/") && mount.is_some();
+    // Logins and wrapping-token requests carry no token to check.
+    let anonymous = match &mount {
+        Some((m, rest)) if auth_method => methods::is_login(&m.kind, rest),
+        _ => wrapping::unauthenticated(&req, &path),
+    };
+    // Audit entries name an auth mount by its full path (`auth/userpass/`).
+    let audit_mount = mount.as_ref().map(|(m, _)| {
+        let mut m = m.clone();
+        if auth_method {
+            m.path = format!("auth/{}", m.path);
+        }
+        m
+    });
     // Skipped only while the audit service says no device is configured.
     let audited = audit::audited(&path) && gw.audit_need().needed();
     let mut ctx = audit::Context::new(
@@ -433,29 +482,62 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         &path,
         audit_data(&req),
         req.remote,
-        mount.as_ref().map(|(m, _)| m),
+        audit_mount.as_ref(),
     );
-    let (caller, decision) =
-        match authorize_request(gw, &req, op, &path, mount.as_ref(), &mut ctx).await {
-            Ok(v) => v,
-            Err(e) => {
-                if audited {
-                    let msg = e.errors.join("; ");
-                    ctx.log_request(gw, &msg).await?;
-                    ctx.log_response(gw, &serde_json::json!({ "errors": e.errors }), &msg)
-                        .await?;
-                }
-                return Err(e);
+    let authorized = if anonymous {
+        ctx.operation = audit::operation_name(op, false);
+        Ok((
+            Caller::anonymous(),
+            bulwark_proto::policy::v1::AuthorizeResponse {
+                allowed: true,
+                ..Default::default()
+            },
+        ))
+    } else {
+        authorize_request(gw, &req, op, &path, mount.as_ref(), auth_method, &mut ctx).await
+    };
+    let (caller, decision) = match authorized {
+        Ok(v) => v,
+        Err(e) => {
+            if audited {
+                let msg = e.errors.join("; ");
+                ctx.log_request(gw, &msg).await?;
+                ctx.log_response(gw, &serde_json::json!({ "errors": e.errors }), &msg)
+                    .await?;
             }
-        };
+            return Err(e);
+        }
+    };
+    let target = Target {
+        path: &path,
+        mount,
+        auth_method,
+    };
     if !audited {
-        return route(gw, req, op, &path, mount, &caller, &decision.capabilities).await;
+        return route_wrapped(
+            gw,
+            req,
+            op,
+            target,
+            &caller,
+            &decision.capabilities,
+            wrap_ttl,
+        )
+        .await;
     }
     // Fail-closed: nothing is acted on unless the request was recorded.
     ctx.log_request(gw, "").await?;
-    let resp = route(gw, req, op, &path, mount, &caller, &decision.capabilities)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    let resp = route_wrapped(
+        gw,
+        req,
+        op,
+        target,
+        &caller,
+        &decision.capabilities,
+        wrap_ttl,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
     let (parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -500,11 +582,12 @@ async fn authorize_request(
     op: Operation,
     path: &str,
     mount: Option<&(mounts::MountEntry, String)>,
+    auth_method: bool,
     ctx: &mut audit::Context,
 ) -> Result<(Caller, bulwark_proto::policy::v1::AuthorizeResponse), ApiError> {
     ctx.client_token = request::client_token(&req.headers).unwrap_or_default();
     ctx.operation = audit::operation_name(op, false);
-    let caller = gw.authenticate(&req.headers).await?;
+    let caller = gw.authenticate(&req.headers, req.remote).await?;
     ctx.client_token_accessor = caller.entry.accessor.clone();
     ctx.auth = audit::auth_json(Some(&caller), None);
     if path.starts_with("sys/internal/ui/mounts") {
@@ -518,7 +601,9 @@ async fn authorize_request(
     // existence check), for the engines that have one.
     let mut pop = policy_op(op).ok_or_else(ApiError::unsupported_operation)?;
     if let (Some((m, rest)), Operation::Write) = (mount, op) {
-        if m.kind == "kv" || m.kind == "cubbyhole" {
+        if auth_method {
+            pop = methods::write_op(gw, m, rest).await?;
+        } else if m.kind == "kv" || m.kind == "cubbyhole" {
             pop = engines::kv::write_op(gw, m, rest, &caller).await?;
         }
     }
@@ -528,23 +613,53 @@ async fn authorize_request(
     Ok((caller, decision))
 }
 
+/// Where a request goes: its path and, below a mount, the mount (a secrets
+/// engine, or an auth method when `auth_method`) and the rest of the path.
+struct Target<'a> {
+    path: &'a str,
+    mount: Option<(mounts::MountEntry, String)>,
+    auth_method: bool,
+}
+
+/// Routes an authorized request, wrapping the answer when the client asked
+/// for it (`X-Vault-Wrap-TTL`).
+async fn route_wrapped(
+    gw: &Gateway,
+    req: ApiRequest,
+    op: Operation,
+    target: Target<'_>,
+    caller: &Caller,
+    caps: &[String],
+    wrap_ttl: Option<u64>,
+) -> Result<Response, ApiError> {
+    let path = target.path;
+    let resp = route(gw, req, op, target, caller, caps).await?;
+    match wrap_ttl {
+        Some(ttl) => wrapping::wrap_response(gw, resp, ttl, path.trim_end_matches('/')).await,
+        None => Ok(resp),
+    }
+}
+
 /// Routes an authorized request to its handler.
 async fn route(
     gw: &Gateway,
     req: ApiRequest,
     op: Operation,
-    path: &str,
-    mount: Option<(mounts::MountEntry, String)>,
+    target: Target<'_>,
     caller: &Caller,
     caps: &[String],
 ) -> Result<Response, ApiError> {
+    let path = target.path;
     if let Some(rest) = path.strip_prefix("sys/internal/ui/mounts") {
         if op != Operation::Read {
             return Err(ApiError::unsupported_operation());
         }
         return sys::mounts::ui_mounts(gw, caller, Some(rest)).await;
     }
-    if let Some((m, rest)) = mount {
+    if let (Some((m, rest)), true) = (&target.mount, target.auth_method) {
+        return methods::handle(gw, req, op, m, rest).await;
+    }
+    if let Some((m, rest)) = target.mount {
         return match m.kind.as_str() {
             "kv" | "cubbyhole" => engines::kv::handle(gw, req, op, &m, &rest, caller).await,
             _ => Err(ApiError::no_route(path.trim_end_matches('/'))),
@@ -558,6 +673,7 @@ async fn route(
         "sys/policy" => sys::policy::list(gw, Family::Legacy, op).await,
         "sys/policies/acl" => sys::policy::list(gw, Family::Acl, op).await,
         "sys/mounts" => sys::mounts::list(gw, op).await,
+        "sys/auth" => sys::auth::list(gw, op).await,
         "sys/audit" => sys::audit::list(gw, op).await,
         "sys/remount" if op == Operation::Write => sys::mounts::remount(gw, req).await,
         "sys/capabilities-self" if op == Operation::Write => {
@@ -572,6 +688,10 @@ async fn route(
         r => {
             if let Some(rest) = r.strip_prefix("sys/mounts/") {
                 sys::mounts::one(gw, req, op, rest).await
+            } else if let Some(rest) = r.strip_prefix("sys/auth/") {
+                sys::auth::one(gw, req, op, rest).await
+            } else if let Some(action) = r.strip_prefix("sys/wrapping/") {
+                wrapping::handle(gw, req, op, action).await
             } else if let Some(id) = r.strip_prefix("sys/remount/status/") {
                 sys::mounts::remount_status(gw, id).await
             } else if let Some(name) = r.strip_prefix("sys/policy/") {

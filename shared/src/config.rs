@@ -7,8 +7,10 @@
 //! # storage "postgresql" { connection_url = "postgres://…", max_connections = 10 }
 //!
 //! listener "tcp" {
-//!   address     = "127.0.0.1:8200"     # the gateway's HTTP listener
-//!   tls_disable = true
+//!   address       = "127.0.0.1:8200"   # the gateway's HTTP listener
+//!   tls_cert_file = "/etc/bulwark/tls/api.pem"      # leaf first, then intermediates
+//!   tls_key_file  = "/etc/bulwark/tls/api-key.pem"
+//!   # tls_disable = true               # plain HTTP instead (then no files needed)
 //! }
 //!
 //! cluster {
@@ -23,6 +25,11 @@
 //! ```
 //!
 //! Unknown keys are refused, with the file name and the parser's position.
+//!
+//! As in Vault, a `listener "tcp"` block serves HTTPS unless `tls_disable` is
+//! true (`true`, `1` and `"true"` are all accepted), and then `tls_cert_file`
+//! and `tls_key_file` are required. Without any listener block the gateway
+//! serves plain HTTP on `127.0.0.1:8200`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,7 +86,44 @@ struct RawStorage {
 #[serde(deny_unknown_fields)]
 struct RawListener {
     address: Option<String>,
-    tls_disable: Option<bool>,
+    tls_disable: Option<RawBool>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+}
+
+/// A boolean as Vault's configs write it: `true`, `1` or `"true"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawBool {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+}
+
+impl RawBool {
+    /// Go's `strconv.ParseBool`, which Vault uses for these values.
+    fn value(&self) -> Result<bool, String> {
+        match self {
+            RawBool::Bool(b) => Ok(*b),
+            RawBool::Int(0) => Ok(false),
+            RawBool::Int(1) => Ok(true),
+            RawBool::Str(s) => match s.as_str() {
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+                _ => Err(format!("{s:?} is not a boolean")),
+            },
+            RawBool::Int(i) => Err(format!("{i} is not a boolean")),
+        }
+    }
+}
+
+/// The certificate and key of an HTTPS listener (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// The server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The leaf's private key.
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +148,9 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     /// The gateway's HTTP listen address.
     pub http_address: String,
+    /// HTTPS on that address; `None` when `tls_disable` is true (or there is
+    /// no listener block).
+    pub http_tls: Option<ListenerTls>,
     /// Directory of the internal CA and service certificates.
     pub cert_dir: PathBuf,
     /// gRPC address of each service (`host:port`). A service run by this
@@ -202,23 +249,47 @@ impl ServerConfig {
             return Err(invalid("only one listener block is allowed".into()));
         }
         let mut http_address = "127.0.0.1:8200".to_string();
+        let mut http_tls = None;
         if let Some((kind, l)) = raw.listener.into_iter().next() {
             if kind != "tcp" {
                 return Err(invalid(format!(
                     "unknown listener type {kind:?} (expected \"tcp\")"
                 )));
             }
-            if l.tls_disable == Some(false) {
-                return Err(invalid(
-                    "listener \"tcp\": TLS on the HTTP listener is not available yet; set tls_disable = true".into(),
-                ));
-            }
             if let Some(a) = l.address {
                 http_address = a;
             }
+            validate_addr(&http_address)
+                .map_err(|e| invalid(format!("listener \"tcp\" address: {e}")))?;
+            let tls_disable = match &l.tls_disable {
+                None => false,
+                Some(v) => v
+                    .value()
+                    .map_err(|e| invalid(format!("listener \"tcp\" tls_disable: {e}")))?,
+            };
+            if !tls_disable {
+                let cert = l.tls_cert_file.filter(|f| !f.is_empty());
+                let key = l.tls_key_file.filter(|f| !f.is_empty());
+                match (cert, key) {
+                    (Some(cert), Some(key)) => {
+                        http_tls = Some(ListenerTls {
+                            cert_file: cert.into(),
+                            key_file: key.into(),
+                        })
+                    }
+                    (cert, key) => {
+                        let missing = match (cert, key) {
+                            (None, None) => "'tls_cert_file' and 'tls_key_file' must be set",
+                            (None, _) => "'tls_cert_file' must be set",
+                            _ => "'tls_key_file' must be set",
+                        };
+                        return Err(invalid(format!(
+                            "listener \"tcp\": {missing} (or set tls_disable = true for plain HTTP)"
+                        )));
+                    }
+                }
+            }
         }
-        validate_addr(&http_address)
-            .map_err(|e| invalid(format!("listener \"tcp\" address: {e}")))?;
         let cluster = raw.cluster.unwrap_or(RawCluster {
             cert_dir: None,
             seal: None,
@@ -267,6 +338,7 @@ impl ServerConfig {
             targets,
             storage,
             http_address,
+            http_tls,
             cert_dir: PathBuf::from(cluster.cert_dir.unwrap_or_else(|| "certs".into())),
             addresses,
             log_level: raw.log_level.unwrap_or_else(|| "info".into()),
@@ -322,6 +394,7 @@ mod tests {
             }
         ));
         assert_eq!(c.http_address, "0.0.0.0:8200");
+        assert_eq!(c.http_tls, None);
         assert_eq!(c.addresses[&ServiceName::DynamicDb], "d:1");
         assert_eq!(c.log_format, LogFormat::Json);
     }
@@ -331,6 +404,101 @@ mod tests {
         let c = ServerConfig::parse("b.hcl", r#"storage "sqlite" { path = "x.db" }"#).unwrap();
         assert_eq!(c.targets.len(), ServiceName::ALL.len());
         assert_eq!(c.http_address, "127.0.0.1:8200");
+        assert_eq!(c.http_tls, None);
+    }
+
+    fn listener(body: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::parse("l.hcl", &format!("listener \"tcp\" {{\n{body}\n}}"))
+    }
+
+    #[test]
+    fn https_listener() {
+        let c = listener(
+            r#"address = "0.0.0.0:8443"
+               tls_cert_file = "/tls/api.pem"
+               tls_key_file = "/tls/api-key.pem""#,
+        )
+        .unwrap();
+        assert_eq!(c.http_address, "0.0.0.0:8443");
+        assert_eq!(
+            c.http_tls,
+            Some(ListenerTls {
+                cert_file: "/tls/api.pem".into(),
+                key_file: "/tls/api-key.pem".into(),
+            })
+        );
+        // tls_disable = false says the same.
+        let c = listener(
+            r#"tls_disable = false
+               tls_cert_file = "a.pem"
+               tls_key_file = "k.pem""#,
+        )
+        .unwrap();
+        assert_eq!(c.http_address, "127.0.0.1:8200");
+        assert!(c.http_tls.is_some());
+    }
+
+    #[test]
+    fn tls_disable_in_vaults_spellings() {
+        for v in ["true", "1", "\"true\"", "\"1\""] {
+            let c = listener(&format!("tls_disable = {v}")).unwrap();
+            assert_eq!(c.http_tls, None, "{v}");
+        }
+        // Files given with tls_disable = true are ignored, as by Vault.
+        let c = listener(
+            r#"tls_disable = true
+               tls_cert_file = "a.pem""#,
+        )
+        .unwrap();
+        assert_eq!(c.http_tls, None);
+        for v in ["false", "0", "\"false\""] {
+            let e = listener(&format!("tls_disable = {v}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("'tls_cert_file' and 'tls_key_file' must be set"),
+                "{e}"
+            );
+        }
+        let e = listener("tls_disable = \"maybe\"").unwrap_err().to_string();
+        assert!(
+            e.contains("tls_disable") && e.contains("not a boolean"),
+            "{e}"
+        );
+        let e = listener("tls_disable = 2").unwrap_err().to_string();
+        assert!(e.contains("not a boolean"), "{e}");
+    }
+
+    #[test]
+    fn tls_listener_needs_both_files() {
+        let e = listener(r#"address = "127.0.0.1:8200""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("l.hcl"), "{e}");
+        assert!(
+            e.contains("'tls_cert_file' and 'tls_key_file' must be set"),
+            "{e}"
+        );
+        assert!(e.contains("tls_disable = true"), "{e}");
+        let e = listener(r#"tls_cert_file = "a.pem""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'tls_key_file' must be set"), "{e}");
+        assert!(!e.contains("'tls_cert_file'"), "{e}");
+        let e = listener(r#"tls_key_file = "k.pem""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'tls_cert_file' must be set"), "{e}");
+        let e = listener(
+            r#"tls_cert_file = ""
+               tls_key_file = "k.pem""#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'tls_cert_file' must be set"), "{e}");
+        assert!(
+            err(r#"listener "tcp" { tls_client_ca_file = "x" }"#).contains("tls_client_ca_file")
+        );
     }
 
     fn err(text: &str) -> String {

@@ -177,8 +177,66 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub procs: Vec<Proc>,
     pub http: String,
+    /// With an HTTPS listener: the CA that signed the gateway's certificate.
+    pub http_ca: Option<String>,
     config: PathBuf,
     layout: Layout,
+}
+
+/// How the gateway's HTTP listener is set up.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Serve HTTPS (a certificate for 127.0.0.1 from a test CA); clients
+    /// may present certificates (cert auth).
+    pub https: bool,
+}
+
+/// A throwaway certificate authority for tests (rcgen).
+pub struct TestCa {
+    pub cert_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(common_name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-signed");
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf certificate and its key (PEM), for a server (`client: false`,
+    /// SANs 127.0.0.1 and localhost) or a TLS client.
+    pub fn leaf(&self, common_name: &str, client: bool) -> (String, String) {
+        let sans = if client {
+            vec![format!("{common_name}.example.com")]
+        } else {
+            vec!["localhost".to_string(), "127.0.0.1".to_string()]
+        };
+        let mut params = rcgen::CertificateParams::new(sans).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        (cert.pem(), key.serialize_pem())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -191,6 +249,10 @@ pub enum Layout {
 
 impl Cluster {
     pub fn start(layout: Layout, store: Store) -> Cluster {
+        Cluster::start_with(layout, store, Options::default())
+    }
+
+    pub fn start_with(layout: Layout, store: Store, opts: Options) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let certs = dir.path().join("certs");
         let status = Command::new(bulwark_bin())
@@ -222,18 +284,37 @@ impl Cluster {
                 ));
             }
         }
+        let (tls, scheme, http_ca) = if opts.https {
+            let ca = TestCa::new("bulwark test HTTPS CA");
+            let (cert, key) = ca.leaf("bulwark-gateway", false);
+            let (cert_file, key_file) = (dir.path().join("http.crt"), dir.path().join("http.key"));
+            std::fs::write(&cert_file, cert).expect("write cert");
+            std::fs::write(&key_file, key).expect("write key");
+            (
+                format!(
+                    "  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n",
+                    cert_file.display(),
+                    key_file.display()
+                ),
+                "https",
+                Some(ca.cert_pem),
+            )
+        } else {
+            ("  tls_disable = true\n".to_string(), "http", None)
+        };
         let config = dir.path().join("bulwark.hcl");
         std::fs::write(
             &config,
             format!(
-                "{storage}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{http_port}\"\n  tls_disable = true\n}}\ncluster {{\n{cluster_block}}}\n"
+                "{storage}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{http_port}\"\n{tls}}}\ncluster {{\n{cluster_block}}}\n"
             ),
         )
         .expect("write config");
         let mut c = Cluster {
             dir,
             procs: vec![],
-            http: format!("http://127.0.0.1:{http_port}"),
+            http: format!("{scheme}://127.0.0.1:{http_port}"),
+            http_ca,
             config,
             layout,
         };
@@ -294,7 +375,17 @@ impl Cluster {
     }
 
     pub fn client(&self) -> Api {
-        Api::new(&self.http)
+        match &self.http_ca {
+            Some(ca) => Api::new_tls(&self.http, ca, None),
+            None => Api::new(&self.http),
+        }
+    }
+
+    /// A client presenting `identity` (certificate and key, PEM) to the
+    /// HTTPS listener.
+    pub fn client_with_identity(&self, cert_pem: &str, key_pem: &str) -> Api {
+        let ca = self.http_ca.as_deref().expect("an HTTPS cluster");
+        Api::new_tls(&self.http, ca, Some(format!("{cert_pem}{key_pem}")))
     }
 }
 
@@ -336,6 +427,44 @@ impl Api {
                 .build()
                 .expect("http client"),
             token: None,
+        }
+    }
+
+    /// A client of an HTTPS listener whose certificate `ca_pem` signed,
+    /// presenting `identity_pem` (certificate + key) when given.
+    pub fn new_tls(base: &str, ca_pem: &str, identity_pem: Option<String>) -> Api {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"));
+        if let Some(id) = identity_pem {
+            b = b.identity(reqwest::Identity::from_pem(id.as_bytes()).expect("identity"));
+        }
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            http: b.build().expect("http client"),
+            token: None,
+        }
+    }
+
+    /// Sends `X-Vault-Wrap-TTL` with a PUT.
+    pub async fn put_wrapped(&self, path: &str, body: Value, wrap_ttl: &str) -> Reply {
+        let mut req = self
+            .http
+            .put(format!("{}/v1/{}", self.base, path))
+            .header("X-Vault-Wrap-TTL", wrap_ttl)
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(&body).expect("json"));
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        Reply {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            headers,
         }
     }
 

@@ -8,6 +8,7 @@
 //! family does the rest; [`output`] renders tables, JSON and YAML.
 
 mod audit;
+mod auth;
 mod generic;
 mod kv;
 mod login;
@@ -50,6 +51,13 @@ pub struct GlobalArgs {
     /// Do not verify the server's TLS certificate.
     #[arg(long = "tls-skip-verify", global = true, hide = true)]
     pub tls_skip_verify: bool,
+    /// PEM client certificate for TLS authentication (overrides
+    /// VAULT_CLIENT_CERT); needs -client-key.
+    #[arg(long = "client-cert", global = true, hide = true)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of -client-cert (overrides VAULT_CLIENT_KEY).
+    #[arg(long = "client-key", global = true, hide = true)]
+    pub client_key: Option<PathBuf>,
     /// Accepted for compatibility and ignored (Bulwark has no namespaces).
     #[arg(long, global = true, hide = true)]
     pub namespace: Option<String>,
@@ -80,6 +88,11 @@ pub enum ClientCommand {
     /// Interact with audit devices.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Interact with auth methods.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Unwrap a wrapped secret.
+    Unwrap(auth::UnwrapArgs),
     /// Read data and retrieve secrets.
     Read(generic::ReadArgs),
     /// Write data, configuration, and secrets.
@@ -95,7 +108,7 @@ pub enum ClientCommand {
 /// Names of all top-level commands, used for "Did you mean …?" hints.
 pub const COMMAND_NAMES: &[&str] = &[
     "server", "certs", "status", "operator", "login", "token", "kv", "secrets", "policy", "audit",
-    "read", "write", "list", "delete", "patch",
+    "auth", "unwrap", "read", "write", "list", "delete", "patch",
 ];
 
 /// A failed command, carrying what to print and Vault's exit code.
@@ -177,6 +190,8 @@ pub struct Config {
     pub wrap_ttl: Option<String>,
     ca_cert: Option<PathBuf>,
     skip_verify: bool,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -228,8 +243,61 @@ impl Config {
                 .or_else(|| env_nonempty("VAULT_CACERT").map(PathBuf::from)),
             skip_verify: g.tls_skip_verify
                 || env_nonempty("VAULT_SKIP_VERIFY").is_some_and(|v| truthy(&v)),
+            client_cert: g
+                .client_cert
+                .clone()
+                .or_else(|| env_nonempty("VAULT_CLIENT_CERT").map(PathBuf::from)),
+            client_key: g
+                .client_key
+                .clone()
+                .or_else(|| env_nonempty("VAULT_CLIENT_KEY").map(PathBuf::from)),
         })
     }
+}
+
+/// The TLS client identity of `-client-cert`/`-client-key` (or
+/// `VAULT_CLIENT_CERT`/`VAULT_CLIENT_KEY`): both or neither.
+fn client_identity(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<Option<reqwest::Identity>, CliError> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        _ => {
+            return Err(CliError::Usage(
+                "Error loading client certificate: both a client certificate and its key must be provided (-client-cert and -client-key, or VAULT_CLIENT_CERT and VAULT_CLIENT_KEY)".into(),
+            ))
+        }
+    };
+    let read = |what: &str, p: &std::path::Path, marker: &str| {
+        let bad = |m: String| {
+            CliError::Usage(format!("Error loading client {what} {}: {m}", p.display()))
+        };
+        let pem = zeroize::Zeroizing::new(std::fs::read(p).map_err(|e| bad(e.to_string()))?);
+        if !pem.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            return Err(bad(format!(
+                "no {} block found in PEM",
+                marker.trim_end_matches('-')
+            )));
+        }
+        Ok(pem)
+    };
+    let cert_pem = read("certificate", cert, "CERTIFICATE-----")?;
+    let key_pem = read("key", key, "PRIVATE KEY-----")?;
+    let mut pem = zeroize::Zeroizing::new(Vec::with_capacity(cert_pem.len() + key_pem.len() + 1));
+    pem.extend_from_slice(&cert_pem);
+    pem.push(b'\n');
+    pem.extend_from_slice(&key_pem);
+    // reqwest's message names what is missing; it never echoes the key.
+    let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+        CliError::Usage(format!(
+            "Error loading client certificate {} and key {}: {e}",
+            cert.display(),
+            key.display()
+        ))
+    })?;
+    Ok(Some(identity))
 }
 
 /// Path of the token helper file, `$HOME/.vault-token`.
@@ -313,6 +381,11 @@ impl Client {
                 ))
             })?;
             b = b.add_root_certificate(cert);
+        }
+        if let Some(identity) =
+            client_identity(cfg.client_cert.as_deref(), cfg.client_key.as_deref())?
+        {
+            b = b.identity(identity);
         }
         let http = b
             .build()
@@ -581,6 +654,8 @@ async fn dispatch(c: &Client, cmd: ClientCommand) -> CmdResult {
         ClientCommand::Secrets(s) => secrets::run(c, s).await,
         ClientCommand::Policy(p) => policy::run(c, p).await,
         ClientCommand::Audit(a) => audit::run(c, a).await,
+        ClientCommand::Auth(a) => auth::run(c, a).await,
+        ClientCommand::Unwrap(a) => auth::unwrap(c, a).await,
         ClientCommand::Read(a) => generic::read(c, a).await,
         ClientCommand::Write(a) => generic::write(c, a, Method::PUT).await,
         ClientCommand::List(a) => generic::list(c, a).await,
@@ -615,4 +690,66 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_shared::tls::InternalCa;
+    use bulwark_shared::ServiceName;
+
+    fn usage(r: Result<Option<reqwest::Identity>, CliError>) -> String {
+        match r {
+            Err(CliError::Usage(m)) => m,
+            Err(e) => panic!("not a usage error: {e:?}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn client_identity_both_or_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaf = InternalCa::generate()
+            .unwrap()
+            .issue(ServiceName::Gateway, &[], 1)
+            .unwrap();
+        let cert = dir.path().join("c.pem");
+        let key = dir.path().join("k.pem");
+        std::fs::write(&cert, &leaf.cert_pem).unwrap();
+        std::fs::write(&key, leaf.key_pem.as_bytes()).unwrap();
+        let missing = dir.path().join("missing.pem");
+
+        assert!(client_identity(None, None).unwrap().is_none());
+        assert!(client_identity(Some(&cert), Some(&key)).unwrap().is_some());
+        let e = usage(client_identity(Some(&cert), None));
+        assert!(e.contains("-client-key"), "{e}");
+        let e = usage(client_identity(None, Some(&key)));
+        assert!(e.contains("-client-cert"), "{e}");
+        let e = usage(client_identity(Some(&missing), Some(&key)));
+        assert!(
+            e.contains("client certificate") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let e = usage(client_identity(Some(&cert), Some(&missing)));
+        assert!(e.contains("client key") && e.contains("missing.pem"), "{e}");
+        // Swapped files: each names what it lacks, and no key is echoed.
+        let e = usage(client_identity(Some(&key), Some(&cert)));
+        assert!(e.contains("no CERTIFICATE block"), "{e}");
+        assert!(!e.contains("BEGIN"), "{e}");
+        let e = usage(client_identity(Some(&cert), Some(&cert)));
+        assert!(e.contains("no PRIVATE KEY block"), "{e}");
+        // A client with an identity builds.
+        let cfg = Config {
+            addr: "https://127.0.0.1:8200".into(),
+            token: None,
+            format: Format::parse("table").unwrap(),
+            field: None,
+            wrap_ttl: None,
+            ca_cert: None,
+            skip_verify: false,
+            client_cert: Some(cert),
+            client_key: Some(key),
+        };
+        assert!(Client::new(cfg).is_ok());
+    }
 }

@@ -27,7 +27,7 @@ pub enum SecretsCommand {
 pub struct MountConfig {
     /// Human-friendly description.
     #[arg(long)]
-    description: Option<String>,
+    pub(super) description: Option<String>,
     /// Default lease TTL.
     #[arg(long = "default-lease-ttl")]
     default_lease_ttl: Option<String>,
@@ -102,9 +102,9 @@ pub fn ensure_slash(p: &str) -> String {
 }
 
 /// `config` and `options` objects of a mount request.
-type MountBody = (Map<String, Value>, Map<String, Value>);
+pub(super) type MountBody = (Map<String, Value>, Map<String, Value>);
 
-fn config_body(c: &MountConfig) -> Result<MountBody, CliError> {
+pub(super) fn config_body(c: &MountConfig) -> Result<MountBody, CliError> {
     let mut cfg = Map::new();
     if let Some(t) = &c.default_lease_ttl {
         cfg.insert("default_lease_ttl".into(), json!(t));

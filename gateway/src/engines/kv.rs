@@ -33,8 +33,14 @@ struct Target {
     key: String,
 }
 
-fn target(m: &MountEntry, rest: &str, caller: &Caller) -> Target {
-    match m.kind.as_str() {
+fn target(m: &MountEntry, rest: &str, caller: &Caller) -> Result<Target, ApiError> {
+    Ok(match m.kind.as_str() {
+        // Batch tokens have no accessor, hence no cubbyhole (as in Vault).
+        "cubbyhole" if caller.entry.accessor.is_empty() => {
+            return Err(ApiError::bad_request(
+                "cubbyhole is not available to batch tokens",
+            ))
+        }
         "cubbyhole" => Target {
             mount: "cubbyhole".into(),
             kind: Kind::Cubbyhole,
@@ -50,7 +56,7 @@ fn target(m: &MountEntry, rest: &str, caller: &Caller) -> Target {
             kind: Kind::KvV1,
             key: rest.to_string(),
         },
-    }
+    })
 }
 
 fn key_req(t: &Target, path: &str) -> KeyRequest {
@@ -69,7 +75,7 @@ pub async fn write_op(
     rest: &str,
     caller: &Caller,
 ) -> Result<PolicyOp, ApiError> {
-    let t = target(m, rest, caller);
+    let t = target(m, rest, caller)?;
     let key = match t.kind {
         Kind::KvV2 => match rest.split_once('/') {
             Some(("data" | "metadata", k)) if !k.is_empty() => k.to_string(),
@@ -545,7 +551,7 @@ pub async fn handle(
     rest: &str,
     caller: &Caller,
 ) -> Result<Response, ApiError> {
-    let t = target(m, rest, caller);
+    let t = target(m, rest, caller)?;
     match t.kind {
         Kind::KvV2 => versioned(gw, &req, op, m, t, rest).await,
         _ => flat(gw, &req, op, m, t, rest).await,

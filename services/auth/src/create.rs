@@ -12,13 +12,19 @@
 //! * the TTL is the period for periodic tokens, else the request's or the
 //!   system default (768h), capped by `explicit_max_ttl` and the system max;
 //!   a root token asked for no TTL never expires (unless `explicit_max_ttl`);
-//! * a parent that has a use limit cannot create tokens.
+//! * a parent that has a use limit cannot create tokens;
+//! * batch tokens (`type: batch`) cannot have `explicit_max_ttl`, `num_uses`
+//!   or `period`, cannot be root tokens and are never renewable; a batch
+//!   parent cannot create tokens at all;
+//! * a child (not an orphan) inherits its parent's bound CIDRs.
 
 use bulwark_proto::auth::v1::{CreateTokenRequest, TokenEntry};
 use zeroize::Zeroizing;
 
 use crate::error::AuthError;
-use crate::record::{new_accessor, new_token, TokenRecord, TokenRef, SERVICE_PREFIX, SERVICE_TYPE};
+use crate::record::{
+    new_accessor, new_token_of, TokenRecord, TokenRef, BATCH_TYPE, SERVICE_PREFIX, SERVICE_TYPE,
+};
 use crate::store::{accessor_path, child_path, TokenStore, SYSTEM_DEFAULT_TTL, SYSTEM_MAX_TTL};
 
 const DUPLICATE_ID: &str = "cannot create a token with a duplicate ID";
@@ -58,6 +64,14 @@ pub(crate) fn ttl_capped_warning(requested: i64, max: i64) -> String {
     format!(
         "TTL of \"{requested}s\" exceeded the effective max_ttl of \"{max}s\"; \
          TTL value is capped accordingly"
+    )
+}
+
+/// The capped-period warning, worded as Vault words it.
+pub(crate) fn period_capped_warning(requested: i64, max: i64) -> String {
+    format!(
+        "period of \"{requested}s\" exceeded the effective max_ttl of \"{max}s\"; \
+         period value is capped accordingly"
     )
 }
 
@@ -173,13 +187,33 @@ pub(crate) fn plan(
     if req.num_uses < 0 {
         return Err(AuthError::invalid("number of uses cannot be negative"));
     }
-    match req.r#type.as_str() {
-        "" | SERVICE_TYPE => {}
-        "batch" => return Err(AuthError::invalid("batch tokens are not supported yet")),
+    let batch = match req.r#type.as_str() {
+        "" | SERVICE_TYPE => false,
+        BATCH_TYPE => true,
         other => {
             return Err(AuthError::invalid(format!(
                 "invalid 'type' value {other:?}; must be \"service\" or \"batch\""
             )))
+        }
+    };
+    if parent.is_some_and(TokenRecord::is_batch) {
+        return Err(AuthError::invalid("batch tokens cannot create more tokens"));
+    }
+    if batch {
+        for (value, name) in [
+            (req.explicit_max_ttl, "explicit_max_ttl"),
+            (req.num_uses, "num_uses"),
+            (req.period, "period"),
+        ] {
+            if value != 0 {
+                return Err(AuthError::invalid(format!(
+                    "batch tokens cannot have {name:?} set"
+                )));
+            }
+        }
+        if !req.id.is_empty() {
+            // Vault ignores the id of a batch token; refusing says so.
+            return Err(AuthError::invalid("batch tokens cannot have a custom ID"));
         }
     }
 
@@ -212,6 +246,9 @@ pub(crate) fn plan(
 
     let policies = policies(req, parent, privileged)?;
     let is_root = policies == ["root"];
+    if batch && is_root {
+        return Err(AuthError::invalid("batch tokens cannot be root tokens"));
+    }
 
     // TTL, as Vault's CalculateTTL: the max is the system's, or the explicit
     // max if lower; a period is capped by it and is the TTL.
@@ -224,10 +261,7 @@ pub(crate) fn plan(
     };
     let mut period = req.period;
     if period > max {
-        warnings.push(format!(
-            "period of \"{period}s\" exceeded the effective max_ttl of \"{max}s\"; \
-             period value is capped accordingly"
-        ));
+        warnings.push(period_capped_warning(period, max));
         period = max;
     }
     let ttl = if period > 0 {
@@ -259,6 +293,14 @@ pub(crate) fn plan(
         Some(_) => child_display_name(&req.display_name),
         None => req.display_name.clone(),
     };
+    let orphan = req.no_parent || parent.is_none();
+    // A child is bound where its parent is (so a bound token cannot escape
+    // through a child); a token that never expires is bound nowhere, as in
+    // Vault.
+    let bound_cidrs = match parent {
+        Some(p) if !orphan && ttl != 0 => p.bound_cidrs.clone(),
+        _ => Vec::new(),
+    };
     let record = TokenRecord {
         accessor: String::new(),
         policies,
@@ -279,13 +321,16 @@ pub(crate) fn plan(
         explicit_max_ttl: explicit,
         period,
         num_uses: req.num_uses,
-        orphan: req.no_parent || parent.is_none(),
-        // A token that never expires has nothing to renew.
-        renewable: req.renewable.unwrap_or(true) && ttl != 0,
-        token_type: SERVICE_TYPE.to_string(),
+        orphan,
+        // A token that never expires has nothing to renew; nor has a batch
+        // token anything to renew.
+        renewable: req.renewable.unwrap_or(true) && ttl != 0 && !batch,
+        token_type: if batch { BATCH_TYPE } else { SERVICE_TYPE }.to_string(),
         parent: None,
         last_renewal_time: 0,
         used_up: false,
+        max_ttl: 0,
+        bound_cidrs,
     };
     Ok(Plan { record, warnings })
 }
@@ -310,14 +355,29 @@ impl TokenStore {
         if !record.orphan {
             record.parent = parent.as_ref().map(|p| p.hash.clone());
         }
-        let custom = !req.id.is_empty();
+        let custom = (!req.id.is_empty()).then_some(req.id.as_str());
+        self.issue(record, custom, warnings).await
+    }
+
+    /// Writes a planned token (`record`, its parent set, accessor still
+    /// empty) under a fresh value of its type, or under `custom`, and returns
+    /// it. Every token, created or minted by a login, is written here.
+    pub(crate) async fn issue(
+        &self,
+        record: TokenRecord,
+        custom: Option<&str>,
+        warnings: Vec<String>,
+    ) -> Result<Created, AuthError> {
         // A random token colliding is as good as impossible; a chosen one is
         // refused if it exists.
         for _ in 0..3 {
-            let token = Zeroizing::new(if custom { req.id.clone() } else { new_token() });
+            let token = Zeroizing::new(match custom {
+                Some(id) => id.to_string(),
+                None => new_token_of(&record.token_type),
+            });
             let hash = self.hash(&token).await?;
             if self.read(&hash).await?.is_some() {
-                if custom {
+                if custom.is_some() {
                     return Err(AuthError::invalid(DUPLICATE_ID));
                 }
                 continue;
@@ -339,11 +399,11 @@ impl TokenStore {
                     warnings,
                 });
             }
-            if custom {
+            if custom.is_some() {
                 return Err(AuthError::invalid(DUPLICATE_ID));
             }
         }
-        Err(AuthError::Corrupt("token"))
+        Err(AuthError::Internal("token values collided"))
     }
 
     /// Writes a new token at `hash`: a fresh accessor, the link from its
@@ -415,6 +475,8 @@ mod tests {
             parent: None,
             last_renewal_time: 0,
             used_up: false,
+            max_ttl: 0,
+            bound_cidrs: Vec::new(),
         }
     }
 
@@ -624,15 +686,43 @@ mod tests {
         ] {
             assert!(check(r, &root).is_err());
         }
-        assert_eq!(
-            check(
-                CreateTokenRequest {
-                    r#type: "batch".into(),
-                    ..req(&[])
-                },
-                &root
+        let batch = |adjust: fn(&mut CreateTokenRequest)| {
+            let mut r = CreateTokenRequest {
+                r#type: "batch".into(),
+                ..req(&["dev"])
+            };
+            adjust(&mut r);
+            r
+        };
+        assert_eq!(check(batch(|_| {}), &root), Ok(()));
+        assert_eq!(check(batch(|_| {}), &dev), Ok(()));
+        for (adjust, msg) in [
+            (
+                (|r| r.explicit_max_ttl = 60) as fn(&mut CreateTokenRequest),
+                "batch tokens cannot have \"explicit_max_ttl\" set",
             ),
-            Err("batch tokens are not supported yet".into())
+            (
+                |r| r.num_uses = 2,
+                "batch tokens cannot have \"num_uses\" set",
+            ),
+            (|r| r.period = 60, "batch tokens cannot have \"period\" set"),
+            (
+                |r| r.id = "custom".into(),
+                "batch tokens cannot have a custom ID",
+            ),
+            (
+                |r| r.policies = vec!["root".into()],
+                "batch tokens cannot be root tokens",
+            ),
+            (|r| r.policies.clear(), "batch tokens cannot be root tokens"),
+        ] {
+            assert_eq!(check(batch(adjust), &root), Err(msg.into()));
+        }
+        let mut batch_parent = parent(&["dev"]);
+        batch_parent.token_type = BATCH_TYPE.into();
+        assert_eq!(
+            check(req(&["dev"]), &batch_parent),
+            Err("batch tokens cannot create more tokens".into())
         );
         assert_eq!(
             check(
@@ -953,6 +1043,123 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn batch_tokens() {
+        let Harness { store, root, .. } = harness().await;
+        let parent = store
+            .create(&CreateTokenRequest {
+                parent_token: root.clone(),
+                policies: vec!["dev".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let batch = store
+            .create(&CreateTokenRequest {
+                parent_token: parent.token.to_string(),
+                policies: vec!["dev".into()],
+                ttl: 60,
+                r#type: "batch".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(batch.token.starts_with("hvb."));
+        let e = &batch.entry;
+        assert_eq!(
+            (
+                e.accessor.as_str(),
+                e.r#type.as_str(),
+                e.renewable,
+                e.orphan
+            ),
+            ("", "batch", false, false)
+        );
+        assert_eq!(e.ttl, 60);
+        // Usable, looked up by value (never by an accessor), not listed.
+        let auth = store.authenticate(&batch.token, "").await.unwrap();
+        assert_eq!((auth.accessor.as_str(), auth.policies.len()), ("", 2));
+        assert_eq!(
+            store
+                .lookup(TokenRef::Token(&batch.token))
+                .await
+                .unwrap()
+                .accessor,
+            ""
+        );
+        let hash = store.hash(&batch.token).await.unwrap();
+        let internal = store.read(&hash).await.unwrap().unwrap().accessor;
+        assert!(matches!(
+            store.lookup(TokenRef::Accessor(&internal)).await,
+            Err(AuthError::InvalidAccessor)
+        ));
+        assert!(!store.list_accessors().await.unwrap().contains(&internal));
+        // Not renewable, not revocable by itself, no children.
+        let e = store
+            .renew(TokenRef::Token(&batch.token), 0)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            tonic::Status::from(e).message(),
+            "batch tokens cannot be renewed"
+        );
+        let e = store
+            .revoke(TokenRef::Token(&batch.token), false)
+            .await
+            .unwrap_err();
+        let s = tonic::Status::from(e);
+        assert_eq!(
+            (s.code(), s.message()),
+            (
+                tonic::Code::InvalidArgument,
+                "batch tokens cannot be revoked"
+            )
+        );
+        assert!(store
+            .revoke(TokenRef::Token(&batch.token), true)
+            .await
+            .is_err());
+        assert!(store
+            .revoke(TokenRef::Accessor(&internal), false)
+            .await
+            .unwrap()
+            .is_empty());
+        let e = store
+            .create(&CreateTokenRequest {
+                parent_token: batch.token.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "batch tokens cannot create more tokens");
+        assert!(store.authenticate(&batch.token, "").await.is_ok());
+        // It goes with its parent, announced.
+        let (_, mut events) = store.subscribe_revocations();
+        let revoked = store
+            .revoke(TokenRef::Token(&parent.token), false)
+            .await
+            .unwrap();
+        assert!(revoked.contains(&internal));
+        assert!(events.recv().await.unwrap().accessors.contains(&internal));
+        assert!(store.authenticate(&batch.token, "").await.is_err());
+        // An orphan batch token expires at its TTL.
+        let orphan = store
+            .create(&CreateTokenRequest {
+                parent_token: root.clone(),
+                policies: vec!["dev".into()],
+                ttl: 30,
+                no_parent: true,
+                r#type: "batch".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(orphan.entry.orphan);
+        store.clock.advance(30);
+        assert!(store.authenticate(&orphan.token, "").await.is_err());
+        assert_eq!(store.sweep().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
     async fn custom_id_only_from_root() {
         let Harness { store, root, .. } = harness().await;
         let made = store
@@ -966,7 +1173,7 @@ mod tests {
             .unwrap();
         assert_eq!(made.token.as_str(), "my-token");
         assert_eq!(
-            store.authenticate("my-token").await.unwrap().policies,
+            store.authenticate("my-token", "").await.unwrap().policies,
             ["default", "dev"]
         );
         // Taken.

@@ -24,6 +24,13 @@ pub enum AuthError {
     /// The request itself is invalid (a Vault 400).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The named user, role or record does not exist (a Vault 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A refusal with its own wording (a Vault 403), e.g. a certificate login
+    /// that no role accepts.
+    #[error("{0}")]
+    Forbidden(String),
     /// Renewal of a token that is not renewable (root tokens, among others).
     #[error("lease is not renewable")]
     NotRenewable,
@@ -37,6 +44,10 @@ pub enum AuthError {
     /// value only (never a path holding a token hash).
     #[error("stored {0} data is corrupt")]
     Corrupt(&'static str),
+    /// Something that cannot fail did (a hashing task panicked, a random
+    /// value collided). Names the operation only.
+    #[error("internal failure: {0}")]
+    Internal(&'static str),
 }
 
 impl AuthError {
@@ -57,6 +68,7 @@ fn kind_of(path: &str) -> &'static str {
         Some("accessor") => "accessor",
         Some("children") => "token tree",
         Some("core") => "core",
+        Some("method") => "auth method",
         _ => "auth",
     }
 }
@@ -81,9 +93,10 @@ impl From<KeyError> for AuthError {
 impl From<AuthError> for Status {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::PermissionDenied | AuthError::BadToken => {
+            AuthError::PermissionDenied | AuthError::BadToken | AuthError::Forbidden(_) => {
                 Status::permission_denied(e.to_string())
             }
+            AuthError::NotFound(_) => Status::not_found(e.to_string()),
             AuthError::InvalidAccessor | AuthError::InvalidRequest(_) | AuthError::NotRenewable => {
                 Status::invalid_argument(e.to_string())
             }
@@ -92,8 +105,8 @@ impl From<AuthError> for Status {
                 Status::unavailable(e.to_string())
             }
             AuthError::Barrier(b) => b.into(),
-            AuthError::Corrupt(_) => {
-                tracing::error!(error = %e, "auth storage failure");
+            AuthError::Corrupt(_) | AuthError::Internal(_) => {
+                tracing::error!(error = %e, "auth service failure");
                 Status::internal("internal error")
             }
         }
@@ -126,6 +139,21 @@ mod tests {
                 AuthError::NotRenewable,
                 tonic::Code::InvalidArgument,
                 "lease is not renewable",
+            ),
+            (
+                AuthError::NotFound("user not found".into()),
+                tonic::Code::NotFound,
+                "user not found",
+            ),
+            (
+                AuthError::Forbidden("no".into()),
+                tonic::Code::PermissionDenied,
+                "no",
+            ),
+            (
+                AuthError::Internal("hashing"),
+                tonic::Code::Internal,
+                "internal error",
             ),
             (
                 KeyError::Sealed.into(),

@@ -1,22 +1,34 @@
 //! The auth service: the token store (tokens, accessors, the parent/child
-//! tree, TTLs and use counts) behind the `bulwark.auth.v1.Auth` gRPC API.
+//! tree, TTLs and use counts) behind the `bulwark.auth.v1.Auth` gRPC API, and
+//! the auth methods (userpass, AppRole, TLS certificates) behind
+//! `bulwark.auth.v1.Methods`.
 //!
 //! * [`TokenStore`] holds every token as `HMAC-SHA256(k, token)` through the
 //!   barrier (the token value itself is never stored, logged or traced).
+//!   Service (`hvs.`) and batch (`hvb.`) tokens; tokens may be bound to CIDR
+//!   blocks, checked by `Authenticate` against the client's address.
 //! * The root token minted at init is handed over from the seal service on
 //!   every unseal ([`RootTokenSource`]).
 //! * Expired tokens are refused at once, and swept with their descendants
 //!   every few seconds; every revocation is announced on `WatchRevocations`
 //!   so the gateway drops cached tokens.
+//! * [`MethodsService`]: users (argon2id or bcrypt hashes), AppRole roles and
+//!   SecretIDs (stored as keyed hashes only, uses counted with
+//!   compare-and-swap), certificate roles; logins mint orphan tokens through
+//!   the token store, with Vault's lockout after repeated failures (kept in
+//!   memory per process). Records live under `method/<mount uuid>/`, dropped
+//!   with the mount (`DropMount`, which also revokes the mount's tokens).
 //!
-//! Not built yet: batch tokens, token roles, auth methods (userpass, AppRole,
-//! cert) and the lease registry.
+//! Not built yet: token roles, the lease registry, and renewal of login
+//! tokens through their auth method (Vault re-checks the user or role).
 
 #![forbid(unsafe_code)]
 
 pub mod background;
+mod cidr;
 mod create;
 pub mod error;
+mod methods;
 mod record;
 mod renew;
 mod revoke;
@@ -30,6 +42,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bulwark_proto::auth::v1::auth_server::AuthServer;
+use bulwark_proto::auth::v1::methods_server::MethodsServer;
 use bulwark_proto::seal::v1::seal_client::SealClient;
 use bulwark_shared::barrier::Barrier;
 use bulwark_shared::grpc::{self, GrpcError, KeyedRuntime};
@@ -42,6 +55,7 @@ use tonic::service::Routes;
 
 pub use crate::create::Created;
 pub use crate::error::AuthError;
+pub use crate::methods::MethodsService;
 pub use crate::record::TokenRef;
 pub use crate::renew::Renewed;
 pub use crate::root::RootTokenSource;
@@ -49,11 +63,13 @@ pub use crate::service::{revocation_stream, AuthService};
 pub use crate::store::{TokenStore, SYSTEM_DEFAULT_TTL, SYSTEM_MAX_TTL};
 
 const AUTH_PREFIX: &str = "/bulwark.auth.v1.Auth/";
+const METHODS_PREFIX: &str = "/bulwark.auth.v1.Methods/";
 
 /// Who may call what: only the gateway calls the auth service.
 pub fn allow_list() -> AllowList {
     AllowList::new()
         .allow(AUTH_PREFIX, &[ServiceName::Gateway])
+        .allow(METHODS_PREFIX, &[ServiceName::Gateway])
         // kv drops a revoked token's cubbyhole.
         .allow(
             "/bulwark.auth.v1.Auth/WatchRevocations",
@@ -94,6 +110,7 @@ pub async fn serve(
         background::SWEEP_INTERVAL,
     );
     let routes = Routes::new(AuthServer::new(AuthService::new(store.clone())))
+        .add_service(MethodsServer::new(MethodsService::new(store.clone())))
         .add_service(rt.health_service);
     let closing = store.clone();
     let shutdown = async move {
@@ -123,5 +140,23 @@ mod tests {
             assert!(!allow.permits("/bulwark.auth.v1.Auth/CreateToken", other));
         }
         assert!(allow.permits("/grpc.health.v1.Health/Check", Kv));
+    }
+
+    #[test]
+    fn only_the_gateway_calls_methods() {
+        let allow = allow_list();
+        for rpc in [
+            "UserpassLogin",
+            "AppRoleLogin",
+            "CertLogin",
+            "DropMount",
+            "WriteUser",
+        ] {
+            let path = format!("/bulwark.auth.v1.Methods/{rpc}");
+            assert!(allow.permits(&path, Gateway), "{rpc}");
+            for other in [Seal, Auth, Policy, Kv, DynamicDb, Pki, Audit] {
+                assert!(!allow.permits(&path, other), "{rpc} {other:?}");
+            }
+        }
     }
 }

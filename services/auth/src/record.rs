@@ -10,11 +10,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AuthError;
 
-/// The only token type issued so far.
+/// Tokens that live in the store: renewable, revocable, with an accessor.
 pub(crate) const SERVICE_TYPE: &str = "service";
+
+/// Light tokens: not renewable, not revocable by themselves, no accessor
+/// shown, no children; they expire at their TTL (or with their parent). Vault
+/// does not store them; this store does (under an internal accessor), which
+/// is what lets their parent's revocation and the sweeper reach them.
+pub(crate) const BATCH_TYPE: &str = "batch";
 
 /// Prefix of service tokens (Vault 1.10+).
 pub(crate) const SERVICE_PREFIX: &str = "hvs.";
+
+/// Prefix of batch tokens (Vault 1.10+).
+pub(crate) const BATCH_PREFIX: &str = "hvb.";
 
 /// Random characters in a token body and in an accessor.
 pub(crate) const RANDOM_LEN: usize = 24;
@@ -55,6 +64,20 @@ pub(crate) struct TokenRecord {
     /// `num_uses: 0`, "unlimited", is never written for a used-up token).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub used_up: bool,
+    /// The longest a non-periodic token may live from creation, in seconds,
+    /// when its issuer set a limit (logins: the user's or role's
+    /// `token_max_ttl` within the mount's max); 0 = the system max. Renewal
+    /// never goes past `creation_time + max_ttl` (nor the explicit max).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_ttl: i64,
+    /// CIDR blocks (or bare addresses) the token may be used from; empty =
+    /// anywhere. Authenticate refuses the token from any other address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound_cidrs: Vec<String>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl fmt::Debug for TokenRecord {
@@ -69,6 +92,8 @@ impl fmt::Debug for TokenRecord {
             .field("num_uses", &self.num_uses)
             .field("orphan", &self.orphan)
             .field("has_parent", &self.parent.is_some())
+            .field("type", &self.token_type)
+            .field("bound_cidrs", &self.bound_cidrs)
             .finish_non_exhaustive()
     }
 }
@@ -88,12 +113,23 @@ impl TokenRecord {
         self.policies.iter().any(|p| p == "root")
     }
 
+    pub fn is_batch(&self) -> bool {
+        self.token_type == BATCH_TYPE
+    }
+
     /// The wire view: `id` is the token when looked up by token, `""` by accessor.
     pub fn entry(&self, id: &str, now: i64) -> TokenEntry {
         TokenEntry {
-            bound_cidrs: Vec::new(),
+            bound_cidrs: self.bound_cidrs.clone(),
             id: id.to_string(),
-            accessor: self.accessor.clone(),
+            // Batch tokens have no accessor as far as clients know (Vault's
+            // have none at all); the internal one never leaves this service
+            // except in revocation announcements.
+            accessor: if self.is_batch() {
+                String::new()
+            } else {
+                self.accessor.clone()
+            },
             policies: self.policies.clone(),
             meta: self
                 .meta
@@ -175,6 +211,15 @@ pub(crate) fn new_token() -> String {
     format!("{SERVICE_PREFIX}{}", random_base62(RANDOM_LEN))
 }
 
+/// A fresh token of `token_type`: `hvb.` for batch tokens, else `hvs.`.
+pub(crate) fn new_token_of(token_type: &str) -> String {
+    if token_type == BATCH_TYPE {
+        format!("{BATCH_PREFIX}{}", random_base62(RANDOM_LEN))
+    } else {
+        new_token()
+    }
+}
+
 /// A fresh accessor: 24 base62 characters.
 pub(crate) fn new_accessor() -> String {
     random_base62(RANDOM_LEN)
@@ -208,6 +253,39 @@ mod tests {
         let many: String = (0..200).map(|_| random_base62(62)).collect();
         let distinct: std::collections::BTreeSet<char> = many.chars().collect();
         assert_eq!(distinct.len(), 62);
+    }
+
+    #[test]
+    fn batch_tokens_look_like_vaults() {
+        let b = new_token_of(BATCH_TYPE);
+        assert!(b.starts_with("hvb.") && b.len() == 4 + RANDOM_LEN);
+        assert!(new_token_of(SERVICE_TYPE).starts_with("hvs."));
+    }
+
+    #[test]
+    fn records_without_the_new_fields_still_read() {
+        // A record as stored before `max_ttl` and `bound_cidrs` existed.
+        let old = r#"{"accessor":"acc","policies":["default"],"display_name":"token",
+            "path":"auth/token/create","creation_time":1,"creation_ttl":60,
+            "expire_time":61,"explicit_max_ttl":0,"period":0,"num_uses":0,
+            "orphan":true,"renewable":true,"type":"service"}"#;
+        let r: TokenRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((r.max_ttl, r.bound_cidrs.len()), (0, 0));
+        let e = r.entry("", 1);
+        assert!(e.bound_cidrs.is_empty());
+        assert_eq!(e.accessor, "acc");
+        // Unset fields are not written either.
+        let again = serde_json::to_string(&r).unwrap();
+        assert!(!again.contains("\"max_ttl\"") && !again.contains("bound_cidrs"));
+        let batch = TokenRecord {
+            token_type: BATCH_TYPE.into(),
+            bound_cidrs: vec!["10.0.0.0/8".into()],
+            ..r
+        };
+        let e = batch.entry("hvb.x", 1);
+        assert_eq!(e.accessor, "");
+        assert_eq!(e.bound_cidrs, ["10.0.0.0/8"]);
+        assert_eq!(e.r#type, "batch");
     }
 
     #[test]

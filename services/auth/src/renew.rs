@@ -2,8 +2,9 @@
 //!
 //! Periodic tokens get their period again (capped only by an explicit max
 //! TTL). Others get the increment, or their creation TTL, but never past
-//! `creation_time + min(explicit_max_ttl, system max)`; a cap adds Vault's
-//! warning. The record is updated with compare-and-swap, so a renewal never
+//! `creation_time + min(explicit_max_ttl, max_ttl or the system max)` (a
+//! login's `max_ttl` is its user's or role's, within the mount's); a cap adds
+//! Vault's warning. Batch tokens are never renewed. The record is updated with compare-and-swap, so a renewal never
 //! undoes a use counted at the same time.
 
 use bulwark_proto::auth::v1::TokenEntry;
@@ -31,6 +32,9 @@ pub(crate) fn renewed(
     if increment < 0 {
         return Err(AuthError::invalid("increment must not be negative"));
     }
+    if record.is_batch() {
+        return Err(AuthError::invalid("batch tokens cannot be renewed"));
+    }
     if !record.renewable {
         return Err(AuthError::NotRenewable);
     }
@@ -40,10 +44,15 @@ pub(crate) fn renewed(
             .then(|| record.creation_time.saturating_add(record.explicit_max_ttl));
         (record.period, cap)
     } else {
-        let max = if record.explicit_max_ttl > 0 {
-            record.explicit_max_ttl.min(SYSTEM_MAX_TTL)
+        let base = if record.max_ttl > 0 {
+            record.max_ttl
         } else {
             SYSTEM_MAX_TTL
+        };
+        let max = if record.explicit_max_ttl > 0 {
+            record.explicit_max_ttl.min(base)
+        } else {
+            base
         };
         let wanted = if increment > 0 {
             increment
@@ -143,6 +152,65 @@ mod tests {
             store.renew(TokenRef::Token(&made.token), 10).await,
             Err(AuthError::BadToken)
         ));
+    }
+
+    #[test]
+    fn max_ttl_caps_renewal() {
+        let now = 1_700_000_000;
+        let record = TokenRecord {
+            accessor: "a".into(),
+            policies: vec!["default".into()],
+            meta: Default::default(),
+            display_name: "userpass-alice".into(),
+            path: "auth/userpass/login/alice".into(),
+            creation_time: now,
+            creation_ttl: 60,
+            expire_time: now + 60,
+            explicit_max_ttl: 0,
+            period: 0,
+            num_uses: 0,
+            orphan: true,
+            renewable: true,
+            token_type: "service".into(),
+            parent: None,
+            last_renewal_time: 0,
+            used_up: false,
+            max_ttl: 100,
+            bound_cidrs: vec![],
+        };
+        let (next, warnings) = renewed(&record, 0, now + 50).unwrap();
+        assert_eq!((next.expire_time, warnings.len()), (now + 100, 1));
+        let (next, warnings) = renewed(&record, 30, now + 50).unwrap();
+        assert_eq!((next.expire_time, warnings.len()), (now + 80, 0));
+        // The explicit max still caps below it.
+        let tighter = TokenRecord {
+            explicit_max_ttl: 70,
+            ..record.clone()
+        };
+        assert_eq!(
+            renewed(&tighter, 0, now + 50).unwrap().0.expire_time,
+            now + 70
+        );
+        // A max_ttl above the system max is the record's own limit.
+        let long = TokenRecord {
+            max_ttl: SYSTEM_MAX_TTL * 2,
+            creation_ttl: SYSTEM_MAX_TTL,
+            ..record.clone()
+        };
+        let at = now + SYSTEM_MAX_TTL;
+        assert_eq!(
+            renewed(&long, 0, at).unwrap().0.expire_time,
+            at + SYSTEM_MAX_TTL
+        );
+        let batch = TokenRecord {
+            token_type: "batch".into(),
+            renewable: false,
+            ..record
+        };
+        assert_eq!(
+            renewed(&batch, 0, now).unwrap_err().to_string(),
+            "batch tokens cannot be renewed"
+        );
     }
 
     #[tokio::test]

@@ -20,7 +20,8 @@ const EVENT_BATCH: usize = 128;
 impl TokenStore {
     /// Revokes a token named by value or accessor: with its descendants, or
     /// with `orphan` alone (its children become orphans). Unknown: no error.
-    /// Returns every accessor revoked.
+    /// Returns every accessor revoked. A batch token cannot be revoked by
+    /// itself (InvalidArgument, as Vault), and has no accessor to name it by.
     pub async fn revoke(&self, r: TokenRef<'_>, orphan: bool) -> Result<Vec<String>, AuthError> {
         let hash = match r {
             TokenRef::Token(token) => {
@@ -35,6 +36,18 @@ impl TokenStore {
                 None => return Ok(vec![]),
             },
         };
+        let is_batch = match self.read(&hash).await {
+            Ok(record) => record.is_some_and(|r| r.is_batch()),
+            // An undecryptable record still goes.
+            Err(AuthError::Corrupt(_)) => false,
+            Err(e) => return Err(e),
+        };
+        if is_batch {
+            return match r {
+                TokenRef::Token(_) => Err(AuthError::invalid("batch tokens cannot be revoked")),
+                TokenRef::Accessor(_) => Ok(vec![]),
+            };
+        }
         if orphan {
             Ok(self.revoke_orphan(&hash).await?.into_iter().collect())
         } else {
@@ -271,7 +284,7 @@ mod tests {
         assert!(!alive(&store, &parent.token).await);
         assert!(!alive(&store, &child.token).await);
         assert!(matches!(
-            store.authenticate(&child.token).await,
+            store.authenticate(&child.token, "").await,
             Err(AuthError::PermissionDenied)
         ));
     }
@@ -309,12 +322,12 @@ mod tests {
         let short = create(&store, &root, |r| r.ttl = 2).await;
         let child = create(&store, &short.token, |_| {}).await;
         let other = create(&store, &root, |r| r.ttl = 2).await;
-        assert!(store.authenticate(&short.token).await.is_ok());
+        assert!(store.authenticate(&short.token, "").await.is_ok());
         store.clock.advance(2);
         // Refused by Authenticate, without waiting for the sweeper, and gone
         // with its child.
         assert!(matches!(
-            store.authenticate(&short.token).await,
+            store.authenticate(&short.token, "").await,
             Err(AuthError::PermissionDenied)
         ));
         assert!(!alive(&store, &child.token).await);

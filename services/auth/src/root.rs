@@ -195,6 +195,8 @@ impl TokenStore {
             parent: None,
             last_renewal_time: 0,
             used_up: false,
+            max_ttl: 0,
+            bound_cidrs: Vec::new(),
         };
         Ok(self.insert(&hash, record).await?.is_some())
     }
@@ -268,12 +270,16 @@ pub(crate) mod tests {
         assert_eq!(seal.acks.load(Ordering::SeqCst), 1);
         assert!(seal.pending.lock().unwrap().is_none());
         assert_eq!(
-            store.authenticate("hvs.initroot").await.unwrap().policies,
+            store
+                .authenticate("hvs.initroot", "")
+                .await
+                .unwrap()
+                .policies,
             ["root"]
         );
         // Nothing more is claimed until the next unseal.
         assert!(!store.hand_off_root_token().await.unwrap());
-        assert!(store.authenticate("hvs.other").await.is_err());
+        assert!(store.authenticate("hvs.other", "").await.is_err());
         assert_eq!(seal.claims.load(Ordering::SeqCst), 1);
         store.on_sealed().await;
         assert!(!store.hand_off_root_token().await.unwrap());
@@ -289,7 +295,7 @@ pub(crate) mod tests {
         // The seal service fails: one try, then misses stay misses.
         for _ in 0..5 {
             assert!(matches!(
-                store.authenticate("hvs.initroot").await,
+                store.authenticate("hvs.initroot", "").await,
                 Err(AuthError::PermissionDenied)
             ));
         }

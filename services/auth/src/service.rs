@@ -64,7 +64,9 @@ impl Auth for AuthService {
     ) -> Result<Response<TokenEntry>, Status> {
         self.store.ensure_unsealed().await?;
         let req = req.into_inner();
-        Ok(Response::new(self.store.authenticate(&req.token).await?))
+        Ok(Response::new(
+            self.store.authenticate(&req.token, &req.remote_ip).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all)]

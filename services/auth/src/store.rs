@@ -192,6 +192,20 @@ impl TokenStore {
         Ok(hex::encode(mac.finalize().into_bytes()))
     }
 
+    /// `hex(HMAC-SHA256(k, domain ‖ 0 ‖ value))`: how secrets other than
+    /// tokens (AppRole SecretIDs and RoleIDs) are stored. `domain` (without
+    /// NUL) keeps them apart from each other and from token hashes.
+    pub(crate) async fn keyed_hash(&self, domain: &str, value: &[u8]) -> Result<String, AuthError> {
+        debug_assert!(!domain.contains('\0'));
+        let key = self.hmac_key().await?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_slice())
+            .expect("HMAC takes keys of any length");
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(value);
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
     // === records ===
 
     pub(crate) async fn read(&self, hash: &str) -> Result<Option<TokenRecord>, AuthError> {
@@ -276,6 +290,10 @@ impl TokenStore {
             if !bool::from(record.accessor.as_bytes().ct_eq(accessor.as_bytes())) {
                 return Ok(None);
             }
+            // Batch tokens have no accessor as far as clients know.
+            if record.is_batch() {
+                return Ok(None);
+            }
         }
         if !self.check_live(&hash, &record).await? {
             return Ok(None);
@@ -297,26 +315,37 @@ impl TokenStore {
 
     // === Authenticate, LookupToken, ListAccessors ===
 
-    /// Resolves a client token for one request, counting one use of tokens
-    /// with `num_uses` (atomically; the token is revoked after its last use).
+    /// Resolves a client token for one request from `remote_ip` (the
+    /// client's address, "" if unknown), counting one use of tokens with
+    /// `num_uses` (atomically; the token is revoked after its last use). A
+    /// token with bound CIDRs is refused, without counting a use, unless
+    /// `remote_ip` lies in one of them.
     ///
     /// The entry's `num_uses` counts the uses left *including this one*, so it
     /// is never 0 (unlimited) for a limited token: a caller must not cache an
     /// entry whose `num_uses` is not 0.
-    pub async fn authenticate(&self, token: &str) -> Result<TokenEntry, AuthError> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        remote_ip: &str,
+    ) -> Result<TokenEntry, AuthError> {
         let mark = self.handoff_mark();
-        if let Some(entry) = self.try_authenticate(token).await? {
+        if let Some(entry) = self.try_authenticate(token, remote_ip).await? {
             return Ok(entry);
         }
         if self.hand_off_on_miss(mark).await {
-            if let Some(entry) = self.try_authenticate(token).await? {
+            if let Some(entry) = self.try_authenticate(token, remote_ip).await? {
                 return Ok(entry);
             }
         }
         Err(AuthError::PermissionDenied)
     }
 
-    async fn try_authenticate(&self, token: &str) -> Result<Option<TokenEntry>, AuthError> {
+    async fn try_authenticate(
+        &self,
+        token: &str,
+        remote_ip: &str,
+    ) -> Result<Option<TokenEntry>, AuthError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             self.barrier.keyring().ensure_active().await?;
             return Ok(None);
@@ -327,6 +356,11 @@ impl TokenStore {
                 return Ok(None);
             };
             if !self.check_live(&hash, &record).await? {
+                return Ok(None);
+            }
+            if !record.bound_cidrs.is_empty()
+                && !crate::cidr::allows(&record.bound_cidrs, remote_ip)
+            {
                 return Ok(None);
             }
             let now = self.now();
@@ -365,13 +399,14 @@ impl TokenStore {
         Ok(found.record.entry(&found.id, self.now()))
     }
 
-    /// The accessor of every live token, sorted.
+    /// The accessor of every live service token, sorted (batch tokens have
+    /// none to show).
     pub async fn list_accessors(&self) -> Result<Vec<String>, AuthError> {
         let now = self.now();
         let mut out = Vec::new();
         for hash in self.list_hashes().await? {
             match self.read(&hash).await {
-                Ok(Some(r)) if r.is_live(now) => out.push(r.accessor),
+                Ok(Some(r)) if r.is_live(now) && !r.is_batch() => out.push(r.accessor),
                 Ok(_) => {}
                 Err(AuthError::Corrupt(_)) => {
                     tracing::warn!("skipping a token record that does not decrypt");
@@ -529,8 +564,8 @@ mod tests {
                 (tonic::Code::Unavailable, "Vault is sealed")
             );
         };
-        sealed(store.authenticate(&root).await.unwrap_err());
-        sealed(store.authenticate("").await.unwrap_err());
+        sealed(store.authenticate(&root, "").await.unwrap_err());
+        sealed(store.authenticate("", "").await.unwrap_err());
         sealed(store.lookup(TokenRef::Accessor("nope")).await.unwrap_err());
         sealed(store.lookup(TokenRef::Accessor("a/b")).await.unwrap_err());
         sealed(store.list_accessors().await.unwrap_err());
@@ -558,9 +593,9 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, AuthError::InvalidAccessor));
-        let e = store.authenticate("hvs.unknown").await.unwrap_err();
+        let e = store.authenticate("hvs.unknown", "").await.unwrap_err();
         assert!(matches!(e, AuthError::PermissionDenied));
-        let e = store.authenticate("").await.unwrap_err();
+        let e = store.authenticate("", "").await.unwrap_err();
         assert!(matches!(e, AuthError::PermissionDenied));
         let entry = store.lookup(TokenRef::Token(&root)).await.unwrap();
         assert_eq!(entry.id, root);
@@ -622,7 +657,7 @@ mod tests {
             .map(|_| {
                 let store = store.clone();
                 let token = limited.token.to_string();
-                tokio::spawn(async move { store.authenticate(&token).await })
+                tokio::spawn(async move { store.authenticate(&token, "").await })
             })
             .collect();
         let mut granted = Vec::new();
@@ -645,7 +680,7 @@ mod tests {
             store.lookup(TokenRef::Token(&limited.token)).await,
             Err(AuthError::BadToken)
         ));
-        assert!(store.authenticate(&limited.token).await.is_err());
+        assert!(store.authenticate(&limited.token, "").await.is_err());
         // Lookups do not count uses.
         let three = create(&store, &root, |r| r.num_uses = 1).await;
         for _ in 0..3 {
@@ -658,8 +693,8 @@ mod tests {
                 1
             );
         }
-        assert!(store.authenticate(&three.token).await.is_ok());
-        assert!(store.authenticate(&three.token).await.is_err());
+        assert!(store.authenticate(&three.token, "").await.is_ok());
+        assert!(store.authenticate(&three.token, "").await.is_err());
     }
 
     #[tokio::test]
@@ -675,7 +710,7 @@ mod tests {
         tokens.push(child.token.to_string());
         let custom = create(&store, &root, |r| r.id = "custom-token-value".into()).await;
         tokens.push(custom.token.to_string());
-        store.authenticate(&parent.token).await.unwrap();
+        store.authenticate(&parent.token, "").await.unwrap();
         store
             .renew(TokenRef::Token(&child.token), 60)
             .await

@@ -1,0 +1,92 @@
+//! Login throughput through the gateway against `bulwark server -dev`:
+//! userpass (argon2id password check, see `services/auth` for the
+//! parameters) and AppRole (HMAC'd SecretID lookup, no password hashing),
+//! each minting a real token per login.
+//!
+//! ```sh
+//! cargo build --release --bin bulwark && cargo bench -p bulwark-e2e --bench logins
+//! ```
+//! Knobs: `BENCH_SECS` (default 5 per run).
+
+use bulwark_e2e::{load, Api, Proc};
+use serde_json::json;
+
+fn main() {
+    let secs = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Proc::start(
+        dir.path(),
+        "dev",
+        &[
+            "server",
+            "-dev",
+            "-dev-root-token-id=root",
+            "-dev-listen-address=127.0.0.1:0",
+        ],
+    );
+    let addr = server.field("Api Address:").expect("api address");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let root = Api::new(&addr).with_token("root");
+        for (path, ty) in [("sys/auth/userpass", "userpass"), ("sys/auth/approle", "approle")] {
+            let r = root.put(path, json!({ "type": ty })).await;
+            assert_eq!(r.status, 204, "{:?}", r.body);
+        }
+        let r = root
+            .put(
+                "auth/userpass/users/bench",
+                json!({"password": "correct horse battery staple", "token_policies": "default"}),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+        let r = root
+            .put("auth/approle/role/bench", json!({"token_policies": "default"}))
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+        let role_id = root.get("auth/approle/role/bench/role-id").await.body["data"]["role_id"]
+            .as_str()
+            .expect("role_id")
+            .to_string();
+        let secret_id = root.put("auth/approle/role/bench/secret-id", json!({})).await.body
+            ["data"]["secret_id"]
+            .as_str()
+            .expect("secret_id")
+            .to_string();
+        println!("bulwark server -dev (every service in one process, mTLS gRPC on loopback), {secs}s per run");
+        for c in [1u64, 4, 16] {
+            let api = Api::new(&addr);
+            let out = load::run(secs, c, move |_, _| {
+                let api = api.clone();
+                async move {
+                    api.put(
+                        "auth/userpass/login/bench",
+                        json!({"password": "correct horse battery staple"}),
+                    )
+                    .await
+                    .status
+                        == 200
+                }
+            })
+            .await;
+            println!("{:<24} c={c:<3} {out}", "userpass login");
+        }
+        for c in [1u64, 16, 64] {
+            let api = Api::new(&addr);
+            let (role_id, secret_id) = (role_id.clone(), secret_id.clone());
+            let out = load::run(secs, c, move |_, _| {
+                let api = api.clone();
+                let body = json!({"role_id": role_id, "secret_id": secret_id});
+                async move { api.put("auth/approle/login", body).await.status == 200 }
+            })
+            .await;
+            println!("{:<24} c={c:<3} {out}", "approle login");
+        }
+    });
+    drop(server);
+}
