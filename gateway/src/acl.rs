@@ -293,12 +293,7 @@ pub fn address_allowed(cidrs: &[String], ip: Option<std::net::IpAddr>) -> bool {
     let Some(ip) = ip else {
         return false;
     };
-    cidrs.iter().any(|c| {
-        c.parse::<ipnet::IpNet>()
-            .map(|n| n.contains(&ip))
-            .or_else(|_| c.parse::<std::net::IpAddr>().map(|a| a == ip))
-            .unwrap_or(false)
-    })
+    bulwark_shared::cidr::contains(cidrs, ip)
 }
 
 /// Root-protected paths: `sudo` is needed on top of the operation's capability.

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod barrier;
+pub mod cidr;
 pub mod config;
 pub mod grpc;
 pub mod keyring;

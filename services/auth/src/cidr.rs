@@ -6,22 +6,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::IpNet;
-
 use crate::error::AuthError;
 
 /// Longest value quoted back in an error.
 const QUOTE_MAX: usize = 64;
 
-/// Parses one block (or bare address).
-pub(crate) fn parse_block(raw: &str) -> Option<IpNet> {
-    let s = raw.trim();
-    if s.contains('/') {
-        s.parse::<IpNet>().ok()
-    } else {
-        s.parse::<IpAddr>().ok().map(IpNet::from)
-    }
-}
+pub(crate) use bulwark_shared::cidr::{parse_block, IpNet};
 
 /// `list` trimmed, without empties or repeats (order kept), every entry a
 /// valid block; otherwise InvalidArgument naming the first bad value.
@@ -82,13 +72,7 @@ pub(crate) fn parse_addr(remote_ip: &str) -> Option<IpAddr> {
 /// Whether `remote_ip` lies in one of `blocks`. An unknown or unparsable
 /// address lies in none.
 pub(crate) fn allows(blocks: &[String], remote_ip: &str) -> bool {
-    let Some(ip) = parse_addr(remote_ip) else {
-        return false;
-    };
-    blocks
-        .iter()
-        .filter_map(|b| parse_block(b))
-        .any(|net| net.contains(&ip))
+    parse_addr(remote_ip).is_some_and(|ip| bulwark_shared::cidr::contains(blocks, ip))
 }
 
 /// A user-supplied value, cut short for an error message.
