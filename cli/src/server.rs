@@ -251,6 +251,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 | ServiceName::Policy
                 | ServiceName::Kv
                 | ServiceName::Audit
+                | ServiceName::DynamicDb
                 | ServiceName::Gateway
         )
     });
@@ -282,10 +283,12 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 let listener = listeners.remove(&name).context("auth listener")?;
                 let db = db.clone().context("no storage configured")?;
                 let seal = channel(&id, ServiceName::Seal)?;
+                // The lease registry calls the engines that issued secrets.
+                let dynamic_db = channel(&id, ServiceName::DynamicDb)?;
                 let stop = stopped();
-                tasks.spawn(
-                    async move { Ok(bulwark_auth::serve(id, db, seal, listener, stop).await?) },
-                );
+                tasks.spawn(async move {
+                    Ok(bulwark_auth::serve(id, db, seal, dynamic_db, listener, stop).await?)
+                });
             }
             ServiceName::Policy => {
                 let listener = listeners.remove(&name).context("policy listener")?;
@@ -323,6 +326,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                         policy: channel(&id, ServiceName::Policy)?,
                         kv: channel(&id, ServiceName::Kv)?,
                         audit: channel(&id, ServiceName::Audit)?,
+                        dynamic_db: channel(&id, ServiceName::DynamicDb)?,
                     },
                     db.as_ref().context("no storage configured")?,
                 )
@@ -345,6 +349,15 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 tokio::time::timeout(std::time::Duration::from_secs(30), ready.wait_connected())
                     .await
                     .context("the seal service did not answer within 30s")?;
+            }
+            ServiceName::DynamicDb => {
+                let listener = listeners.remove(&name).context("dynamic-db listener")?;
+                let db = db.clone().context("no storage configured")?;
+                let seal = channel(&id, ServiceName::Seal)?;
+                let stop = stopped();
+                tasks.spawn(async move {
+                    Ok(bulwark_dynamic_db::serve(id, db, seal, listener, stop).await?)
+                });
             }
             other => {
                 let listener = listeners.remove(&other).context("listener")?;

@@ -414,6 +414,65 @@ fn auth_methods_workflow() {
     assert_eq!(code(&o), 2);
 }
 
+/// The database engine and leases through the CLI, against the machine's
+/// PostgreSQL (trust auth; the password flows are in tests/tests/database.rs).
+#[test]
+fn database_and_lease_commands() {
+    let srv = DevServer::start();
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    let a = srv.addr.as_str();
+    let root = |args: &[&str]| run(a, h, Some("root"), args, "");
+    let pg = std::env::var("BULWARK_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = pg.replacen("postgres@", "{{username}}@", 1);
+
+    assert_eq!(
+        ok(root(&["secrets", "enable", "database"])),
+        "Success! Enabled the database secrets engine at: database/\n"
+    );
+    ok(root(&[
+        "write",
+        "database/config/pg",
+        "plugin_name=postgresql-database-plugin",
+        &format!("connection_url={url}"),
+        "username=postgres",
+        "allowed_roles=ro",
+    ]));
+    ok(root(&[
+        "write",
+        "database/roles/ro",
+        "db_name=pg",
+        "creation_statements=CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
+        "default_ttl=1h",
+        "max_ttl=24h",
+    ]));
+    let s = ok(root(&["read", "database/creds/ro"]));
+    let lease = row(&s, "lease_id").expect("lease_id").to_string();
+    assert!(lease.starts_with("database/creds/ro/"), "{s}");
+    assert_eq!(row(&s, "lease_duration"), Some("1h"));
+    assert!(
+        row(&s, "username").is_some_and(|u| u.starts_with("v-root-ro-")),
+        "{s}"
+    );
+
+    let s = ok(root(&["lease", "lookup", &lease]));
+    assert_eq!(row(&s, "id"), Some(lease.as_str()), "{s}");
+    let s = ok(root(&["lease", "renew", "-increment=2h", &lease]));
+    assert_eq!(row(&s, "lease_duration"), Some("2h"), "{s}");
+    assert_eq!(
+        ok(root(&["lease", "revoke", "-sync", &lease])),
+        format!("Success! Revoked lease: {lease}\n")
+    );
+    let o = root(&["lease", "lookup", &lease]);
+    assert_eq!(code(&o), 2);
+    assert!(err(&o).contains("invalid lease"), "{}", err(&o));
+    assert_eq!(
+        ok(root(&["lease", "revoke", "-prefix", "database/creds/ro"])),
+        "Success! Revoked any leases with prefix: database/creds/ro\n"
+    );
+}
+
 #[test]
 fn unreachable_server() {
     let home = tempfile::tempdir().expect("tempdir");

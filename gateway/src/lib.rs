@@ -16,6 +16,7 @@ pub mod error;
 pub mod listener;
 mod methods;
 pub mod mounts;
+mod reply;
 pub mod request;
 mod sys;
 mod token;
@@ -33,7 +34,9 @@ use axum::routing::any;
 use axum::Router;
 use bulwark_proto::audit::v1::audit_client::AuditClient;
 use bulwark_proto::auth::v1::auth_client::AuthClient;
+use bulwark_proto::auth::v1::leases_client::LeasesClient;
 use bulwark_proto::auth::v1::methods_client::MethodsClient;
+use bulwark_proto::dynamicdb::v1::dynamic_db_client::DynamicDbClient;
 use bulwark_proto::kv::v1::kv_client::KvClient;
 use bulwark_proto::policy::v1::policy_client::PolicyClient;
 use bulwark_proto::seal::v1::seal_client::SealClient;
@@ -66,6 +69,7 @@ pub struct Upstreams {
     pub policy: Channel,
     pub kv: Channel,
     pub audit: Channel,
+    pub dynamic_db: Channel,
 }
 
 struct Inner {
@@ -80,6 +84,8 @@ struct Inner {
     mounts: mounts::MountTable,
     auth_mounts: mounts::MountTable,
     methods: MethodsClient<Channel>,
+    leases: LeasesClient<Channel>,
+    dynamic_db: DynamicDbClient<Channel>,
     migrations: std::sync::Mutex<std::collections::VecDeque<(String, String, String)>>,
 }
 
@@ -100,6 +106,8 @@ impl Gateway {
         let rt = KeyedRuntime::start(seal.clone());
         let barrier = Barrier::new(db.namespace("gateway").await?, rt.keyring.clone());
         let methods = MethodsClient::new(up.auth.clone());
+        let leases = LeasesClient::new(up.auth.clone());
+        let dynamic_db = DynamicDbClient::new(up.dynamic_db);
         let auth = AuthClient::new(up.auth);
         let policy = PolicyClient::new(up.policy);
         let acl = AclCache::new();
@@ -122,6 +130,8 @@ impl Gateway {
                 mounts: mounts::MountTable::new(mounts::Table::Secrets, barrier.clone()),
                 auth_mounts: mounts::MountTable::new(mounts::Table::Auth, barrier),
                 methods,
+                leases,
+                dynamic_db,
                 migrations: Default::default(),
             }),
         })
@@ -150,6 +160,14 @@ impl Gateway {
 
     pub(crate) fn methods(&self) -> MethodsClient<Channel> {
         self.inner.methods.clone()
+    }
+
+    pub(crate) fn leases(&self) -> LeasesClient<Channel> {
+        self.inner.leases.clone()
+    }
+
+    pub(crate) fn dynamic_db(&self) -> DynamicDbClient<Channel> {
+        self.inner.dynamic_db.clone()
     }
 
     pub(crate) fn record_migration(&self, id: &str, from: &str, to: &str) {
@@ -662,6 +680,7 @@ async fn route(
     if let Some((m, rest)) = target.mount {
         return match m.kind.as_str() {
             "kv" | "cubbyhole" => engines::kv::handle(gw, req, op, &m, &rest, caller).await,
+            "database" => engines::database::handle(gw, req, op, &m, &rest, caller).await,
             _ => Err(ApiError::no_route(path.trim_end_matches('/'))),
         };
     }
@@ -692,6 +711,10 @@ async fn route(
                 sys::auth::one(gw, req, op, rest).await
             } else if let Some(action) = r.strip_prefix("sys/wrapping/") {
                 wrapping::handle(gw, req, op, action).await
+            } else if let Some(rest) = r.strip_prefix("sys/leases/") {
+                sys::leases::handle(gw, req, op, rest).await
+            } else if let Some(rest) = legacy_lease_route(r) {
+                sys::leases::handle(gw, req, op, &rest).await
             } else if let Some(id) = r.strip_prefix("sys/remount/status/") {
                 sys::mounts::remount_status(gw, id).await
             } else if let Some(name) = r.strip_prefix("sys/policy/") {
@@ -711,9 +734,35 @@ async fn route(
     }
 }
 
+/// Vault's pre-1.0 lease routes: `sys/renew[/id]`, `sys/revoke[/id]`,
+/// `sys/revoke-prefix/p`, `sys/revoke-force/p`, as `sys/leases/…` names them.
+fn legacy_lease_route(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("sys/")?;
+    let (action, arg) = rest.split_once('/').unwrap_or((rest, ""));
+    matches!(
+        action,
+        "renew" | "revoke" | "revoke-prefix" | "revoke-force"
+    )
+    .then(|| format!("{action}/{arg}").trim_end_matches('/').to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_lease_routes() {
+        assert_eq!(legacy_lease_route("sys/renew").as_deref(), Some("renew"));
+        assert_eq!(
+            legacy_lease_route("sys/revoke/database/creds/r/x").as_deref(),
+            Some("revoke/database/creds/r/x")
+        );
+        assert_eq!(
+            legacy_lease_route("sys/revoke-prefix/database").as_deref(),
+            Some("revoke-prefix/database")
+        );
+        assert!(legacy_lease_route("sys/mounts").is_none());
+    }
 
     #[test]
     fn query_decoding() {

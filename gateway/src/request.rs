@@ -210,6 +210,34 @@ impl Fields<'_> {
         }
     }
 
+    /// Whether the body carries `key` (a JSON `null` does not count).
+    pub fn present(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// A duration in seconds from the first of `keys` present (a name and
+    /// its legacy aliases).
+    pub fn secs(&self, keys: &[&str]) -> Result<Option<i64>, ApiError> {
+        for k in keys {
+            if let Some(v) = self.duration_secs(k)? {
+                return i64::try_from(v)
+                    .map(Some)
+                    .map_err(|_| ApiError::bad_request(format!("{k}: duration out of range")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A list from the first of `keys` present.
+    pub fn list_any(&self, keys: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
+        for k in keys {
+            if self.present(k) {
+                return self.string_list(k).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     pub fn string_list(&self, key: &str) -> Result<Vec<String>, ApiError> {
         match self.get(key) {
             None => Ok(vec![]),

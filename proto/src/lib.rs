@@ -15,6 +15,12 @@ pub mod auth {
     }
 }
 
+pub mod dynamicdb {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.dynamicdb.v1");
+    }
+}
+
 pub mod kv {
     pub mod v1 {
         tonic::include_proto!("bulwark.kv.v1");

@@ -6,14 +6,22 @@
 //! Values stored here are opaque bytes. Services never write plaintext through
 //! this layer directly: they go through [`crate::barrier::Barrier`], which seals
 //! every value with the service's own key. Keys (paths) stay plaintext, as in Vault.
+//!
+//! [`Database::try_lock`] is an advisory lock shared by every process on one
+//! database (PostgreSQL: `pg_try_advisory_lock`), for work that exactly one
+//! replica must do (e.g. the lease expiration manager).
 
+use std::collections::BTreeSet;
+use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
+use sqlx::{ConnectOptions, Connection};
 
 /// Where a process keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +62,20 @@ macro_rules! with_pool {
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
+    /// What an SQLite in-process lock is scoped to: the file, or this
+    /// in-memory database.
+    lock_scope: Arc<str>,
 }
 
 impl Database {
     pub async fn connect(cfg: &StorageConfig) -> Result<Self, StorageError> {
+        let lock_scope: Arc<str> = match cfg {
+            StorageConfig::Sqlite { path } => Arc::from(format!("file:{path}")),
+            StorageConfig::SqliteMemory => {
+                Arc::from(format!("memory:{}", uuid::Uuid::new_v4().simple()))
+            }
+            StorageConfig::Postgres { .. } => Arc::from("postgres"),
+        };
         let pool = match cfg {
             StorageConfig::Sqlite { path } => {
                 let opts = SqliteConnectOptions::new()
@@ -108,7 +126,14 @@ impl Database {
                     .await?,
             ),
         };
-        Ok(Database { pool })
+        let lock_scope = match cfg {
+            // The same file under another name locks the same scope.
+            StorageConfig::Sqlite { path } => std::fs::canonicalize(path)
+                .map(|p| Arc::from(format!("file:{}", p.display())))
+                .unwrap_or(lock_scope),
+            _ => lock_scope,
+        };
+        Ok(Database { pool, lock_scope })
     }
 
     /// `"sqlite"` or `"postgresql"`, as `sys/seal-status` reports `storage_type`.
@@ -157,6 +182,261 @@ impl Database {
     /// Closes the pool.
     pub async fn close(&self) {
         with_pool!(&self.pool, p => p.close().await)
+    }
+
+    /// Takes the advisory lock `name` if no one holds it: `Some(guard)` when
+    /// taken (held until the guard drops), `None` when someone else holds it.
+    /// Not reentrant: a second call while holding it answers `None`.
+    ///
+    /// * PostgreSQL: `pg_try_advisory_lock(k)` where `k` is the first 8 bytes
+    ///   (big-endian, signed) of SHA-256(`name`), on a connection of its own
+    ///   that the guard keeps (outside the pool). The lock is shared by every
+    ///   process on the same database, and released when the guard drops or
+    ///   when that connection dies. The guard checks its connection every
+    ///   [`LOCK_KEEPALIVE`] and on [`LockGuard::check`]; once the connection
+    ///   fails, [`LockGuard::is_held`] turns false for good and the holder
+    ///   must stop acting (another process may take the lock as soon as the
+    ///   server notices the session ended).
+    /// * SQLite: an in-process lock, scoped to the database file (or to this
+    ///   in-memory database). An SQLite file is used by one process at a time
+    ///   in Bulwark's topologies (several processes on one file is for tests
+    ///   and single-host setups, whose services each run once), so this is
+    ///   enough there; it does not exclude another process on the same file.
+    pub async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, StorageError> {
+        match &self.pool {
+            Pool::Sqlite(_) => {
+                let key = (self.lock_scope.to_string(), name.to_string());
+                let mut held = LOCAL_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+                if !held.insert(key.clone()) {
+                    return Ok(None);
+                }
+                Ok(Some(LockGuard {
+                    name: name.to_string(),
+                    inner: LockInner::Local { key },
+                }))
+            }
+            Pool::Postgres(pool) => {
+                let opts = pool.connect_options();
+                let key = advisory_key(name);
+                let attempt = async {
+                    let mut conn = opts.connect().await?;
+                    let taken = sqlx::query("SELECT pg_try_advisory_lock($1)")
+                        .bind(key)
+                        .fetch_one(&mut conn)
+                        .await
+                        .and_then(|row| row.try_get::<bool, _>(0));
+                    match taken {
+                        Ok(true) => Ok(Some(conn)),
+                        Ok(false) => {
+                            let _ = conn.close().await;
+                            Ok(None)
+                        }
+                        Err(e) => Err(e),
+                    }
+                };
+                match tokio::time::timeout(LOCK_TAKE_TIMEOUT, attempt).await {
+                    Ok(Ok(Some(conn))) => Ok(Some(PgLock::start(name, conn, key))),
+                    Ok(Ok(None)) => Ok(None),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(StorageError::Db(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "timed out taking an advisory lock",
+                    )))),
+                }
+            }
+        }
+    }
+}
+
+/// How often a PostgreSQL lock guard checks that its connection is alive.
+pub const LOCK_KEEPALIVE: Duration = Duration::from_secs(2);
+
+/// How long connecting and asking for a PostgreSQL lock may take.
+const LOCK_TAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one check of a lock's connection may take before the lock
+/// counts as lost.
+const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite locks held in this process: (scope, name).
+static LOCAL_LOCKS: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+
+/// The PostgreSQL advisory lock key of `name`.
+fn advisory_key(name: &str) -> i64 {
+    let digest = Sha256::digest(name.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// A held advisory lock (see [`Database::try_lock`]); released on drop.
+pub struct LockGuard {
+    name: String,
+    inner: LockInner,
+}
+
+enum LockInner {
+    Local {
+        key: (String, String),
+    },
+    Postgres {
+        held: tokio::sync::watch::Receiver<bool>,
+        checks: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<bool>>,
+        /// Dropping it tells the keeper task to unlock and disconnect.
+        _release: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("name", &self.name)
+            .field(
+                "backend",
+                &match self.inner {
+                    LockInner::Local { .. } => "in-process",
+                    LockInner::Postgres { .. } => "postgresql",
+                },
+            )
+            .field("held", &self.is_held())
+            .finish()
+    }
+}
+
+impl LockGuard {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the lock is still held, as far as the last check knows. Once
+    /// false, it stays false: take the lock again.
+    pub fn is_held(&self) -> bool {
+        match &self.inner {
+            LockInner::Local { .. } => true,
+            LockInner::Postgres { held, .. } => *held.borrow(),
+        }
+    }
+
+    /// Checks the lock's connection now (one round trip on PostgreSQL);
+    /// returns whether the lock is still held.
+    pub async fn check(&self) -> bool {
+        match &self.inner {
+            LockInner::Local { .. } => true,
+            LockInner::Postgres { held, checks, .. } => {
+                if !*held.borrow() {
+                    return false;
+                }
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if checks.send(tx).await.is_err() {
+                    return false;
+                }
+                rx.await.unwrap_or(false)
+            }
+        }
+    }
+
+    /// Completes once the lock is known to be lost (never, while held).
+    pub async fn lost(&self) {
+        match &self.inner {
+            LockInner::Local { .. } => std::future::pending().await,
+            LockInner::Postgres { held, .. } => {
+                let mut held = held.clone();
+                let _ = held.wait_for(|h| !*h).await;
+            }
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let LockInner::Local { key } = &self.inner {
+            LOCAL_LOCKS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key);
+        }
+        // PostgreSQL: dropping `_release` ends the keeper task, which unlocks.
+    }
+}
+
+/// The task that keeps a PostgreSQL lock's connection and watches it.
+struct PgLock;
+
+impl PgLock {
+    fn start(name: &str, conn: PgConnection, key: i64) -> LockGuard {
+        let (held_tx, held) = tokio::sync::watch::channel(true);
+        let (checks, check_rx) = tokio::sync::mpsc::channel(4);
+        let (release, release_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(Self::keep(
+            name.to_string(),
+            conn,
+            key,
+            held_tx,
+            check_rx,
+            release_rx,
+        ));
+        LockGuard {
+            name: name.to_string(),
+            inner: LockInner::Postgres {
+                held,
+                checks,
+                _release: release,
+            },
+        }
+    }
+
+    async fn alive(conn: &mut PgConnection) -> bool {
+        matches!(
+            tokio::time::timeout(
+                LOCK_CHECK_TIMEOUT,
+                sqlx::query("SELECT 1").execute(&mut *conn)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
+    async fn keep(
+        name: String,
+        mut conn: PgConnection,
+        key: i64,
+        held: tokio::sync::watch::Sender<bool>,
+        mut checks: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<bool>>,
+        mut release: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let mut tick = tokio::time::interval(LOCK_KEEPALIVE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let ok = tokio::select! {
+                // The guard dropped (or sent, which it never does).
+                _ = &mut release => {
+                    let _ = tokio::time::timeout(LOCK_CHECK_TIMEOUT, async {
+                        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                            .bind(key)
+                            .execute(&mut conn)
+                            .await;
+                        let _ = conn.close().await;
+                    })
+                    .await;
+                    held.send_replace(false);
+                    return;
+                }
+                _ = tick.tick() => Self::alive(&mut conn).await,
+                Some(reply) = checks.recv() => {
+                    let ok = Self::alive(&mut conn).await;
+                    let _ = reply.send(ok);
+                    ok
+                }
+            };
+            if !ok {
+                tracing::warn!(lock = %name, "lost the connection holding an advisory lock");
+                held.send_replace(false);
+                // Dropping the connection ends the session (and the lock).
+                return;
+            }
+        }
     }
 }
 
@@ -450,6 +730,100 @@ mod tests {
             .unwrap();
         let a = db.namespace("alpha").await.unwrap();
         assert_eq!(a.get("y").await.unwrap().as_deref(), Some(&b"three"[..]));
+    }
+
+    #[tokio::test]
+    async fn sqlite_locks_are_exclusive_per_database() {
+        let db = Database::connect(&StorageConfig::SqliteMemory)
+            .await
+            .unwrap();
+        let other = Database::connect(&StorageConfig::SqliteMemory)
+            .await
+            .unwrap();
+        let g = db.try_lock("job").await.unwrap().expect("free");
+        assert!(g.is_held() && g.check().await);
+        assert_eq!(g.name(), "job");
+        assert!(db.try_lock("job").await.unwrap().is_none());
+        // A clone of the same database shares its locks.
+        assert!(db.clone().try_lock("job").await.unwrap().is_none());
+        // Another name, or another database, is another lock.
+        let _g2 = db.try_lock("other").await.unwrap().expect("free");
+        let _g3 = other.try_lock("job").await.unwrap().expect("free");
+        drop(g);
+        assert!(db.try_lock("job").await.unwrap().is_some());
+
+        // One file opened twice is one scope.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db").to_string_lossy().to_string();
+        let a = Database::connect(&StorageConfig::Sqlite { path: path.clone() })
+            .await
+            .unwrap();
+        let b = Database::connect(&StorageConfig::Sqlite {
+            path: format!("{}/./l.db", dir.path().display()),
+        })
+        .await
+        .unwrap();
+        let ga = a.try_lock("job").await.unwrap().expect("free");
+        assert!(b.try_lock("job").await.unwrap().is_none());
+        drop(ga);
+        assert!(b.try_lock("job").await.unwrap().is_some());
+    }
+
+    /// Polls `db.try_lock(name)` until it succeeds (or gives up after 10 s).
+    async fn take_eventually(db: &Database, name: &str) -> LockGuard {
+        for _ in 0..200 {
+            if let Some(g) = db.try_lock(name).await.unwrap() {
+                return g;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("lock {name} never became free");
+    }
+
+    #[tokio::test]
+    async fn postgres_advisory_locks() {
+        let pg = TestPg::new().await;
+        // Two "replicas": separate pools on one database.
+        let a = Database::connect(&pg.config()).await.unwrap();
+        let b = Database::connect(&pg.config()).await.unwrap();
+        let ga = a.try_lock("bulwark/test").await.unwrap().expect("free");
+        assert!(ga.is_held() && ga.check().await);
+        assert!(format!("{ga:?}").contains("postgresql"));
+        assert!(b.try_lock("bulwark/test").await.unwrap().is_none());
+        // Not reentrant, even in the same process.
+        assert!(a.try_lock("bulwark/test").await.unwrap().is_none());
+        let _other = b.try_lock("bulwark/other").await.unwrap().expect("free");
+
+        // Released on drop: the other replica takes it.
+        drop(ga);
+        let gb = take_eventually(&b, "bulwark/test").await;
+        assert!(a.try_lock("bulwark/test").await.unwrap().is_none());
+
+        // The holder's session dies: the holder notices, the lock is free.
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&pg.url)
+            .await
+            .unwrap();
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND objsubid = 1 \
+               AND ((classid::bigint << 32) | objid::bigint) = $1 \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(advisory_key("bulwark/test"))
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        assert_eq!(killed, [true]);
+        assert!(!gb.check().await);
+        assert!(!gb.is_held());
+        tokio::time::timeout(Duration::from_secs(1), gb.lost())
+            .await
+            .expect("lost() completes once the lock is lost");
+        let ga = take_eventually(&a, "bulwark/test").await;
+        assert!(ga.is_held());
+        admin.close().await;
     }
 
     #[tokio::test]

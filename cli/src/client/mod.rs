@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod generic;
 mod kv;
+mod lease;
 mod login;
 mod operator;
 mod output;
@@ -93,6 +94,9 @@ pub enum ClientCommand {
     Auth(auth::AuthCommand),
     /// Unwrap a wrapped secret.
     Unwrap(auth::UnwrapArgs),
+    /// Interact with leases.
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
     /// Read data and retrieve secrets.
     Read(generic::ReadArgs),
     /// Write data, configuration, and secrets.
@@ -108,7 +112,7 @@ pub enum ClientCommand {
 /// Names of all top-level commands, used for "Did you mean …?" hints.
 pub const COMMAND_NAMES: &[&str] = &[
     "server", "certs", "status", "operator", "login", "token", "kv", "secrets", "policy", "audit",
-    "auth", "unwrap", "read", "write", "list", "delete", "patch",
+    "auth", "unwrap", "lease", "read", "write", "list", "delete", "patch",
 ];
 
 /// A failed command, carrying what to print and Vault's exit code.
@@ -656,6 +660,7 @@ async fn dispatch(c: &Client, cmd: ClientCommand) -> CmdResult {
         ClientCommand::Audit(a) => audit::run(c, a).await,
         ClientCommand::Auth(a) => auth::run(c, a).await,
         ClientCommand::Unwrap(a) => auth::unwrap(c, a).await,
+        ClientCommand::Lease(a) => lease::run(c, a).await,
         ClientCommand::Read(a) => generic::read(c, a).await,
         ClientCommand::Write(a) => generic::write(c, a, Method::PUT).await,
         ClientCommand::List(a) => generic::list(c, a).await,

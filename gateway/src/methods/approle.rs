@@ -8,8 +8,8 @@ use bulwark_proto::auth::v1 as pb;
 use serde_json::{json, Map, Value};
 
 use super::{
-    apply_token_params, found, keys_response, list, login_context, login_response, mount_ref,
-    no_content, secs, token_params_json, unsupported_path,
+    apply_token_params, found, keys_response, login_context, login_response, mount_ref, no_content,
+    token_params_json, unsupported_path,
 };
 use crate::envelope::Envelope;
 use crate::error::ApiError;
@@ -157,13 +157,13 @@ fn apply_role(f: &Fields<'_>, r: &mut pb::AppRole, creating: bool) -> Result<(),
     if let Some(b) = f.bool("bind_secret_id")? {
         r.bind_secret_id = b;
     }
-    if let Some(v) = list(f, &["secret_id_bound_cidrs", "bound_cidr_list"])? {
+    if let Some(v) = f.list_any(&["secret_id_bound_cidrs", "bound_cidr_list"])? {
         r.secret_id_bound_cidrs = v;
     }
     if let Some(v) = f.u32("secret_id_num_uses")? {
         r.secret_id_num_uses = i64::from(v);
     }
-    if let Some(v) = secs(f, &["secret_id_ttl"])? {
+    if let Some(v) = f.secs(&["secret_id_ttl"])? {
         r.secret_id_ttl = v;
     }
     if let Some(b) = f.bool("local_secret_ids")? {
@@ -357,7 +357,7 @@ async fn create_secret_id(
             cidr_list: f.string_list("cidr_list")?,
             token_bound_cidrs: f.string_list("token_bound_cidrs")?,
             num_uses: f.u32("num_uses")?.map(i64::from).unwrap_or(0),
-            ttl: secs(&f, &["ttl"])?.unwrap_or(0),
+            ttl: f.secs(&["ttl"])?.unwrap_or(0),
         })
         .await?
         .into_inner();

@@ -6,8 +6,8 @@ use bulwark_proto::auth::v1 as pb;
 use serde_json::{json, Map, Value};
 
 use super::{
-    apply_token_params, found, keys_response, list, login_context, login_response, mount_ref,
-    no_content, token_params_json, unsupported_path,
+    apply_token_params, found, keys_response, login_context, login_response, mount_ref, no_content,
+    token_params_json, unsupported_path,
 };
 use crate::envelope::Envelope;
 use crate::error::ApiError;
@@ -124,7 +124,7 @@ async fn role(
                     &mut r.allowed_organizational_units,
                 ),
             ] {
-                if let Some(v) = list(&f, &[key])? {
+                if let Some(v) = f.list_any(&[key])? {
                     *slot = v;
                 }
             }

@@ -7,7 +7,6 @@ mod approle;
 mod cert;
 mod userpass;
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bulwark_proto::auth::v1 as pb;
 use bulwark_proto::policy::v1::Operation as PolicyOp;
@@ -16,6 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::mounts::MountEntry;
+pub(crate) use crate::reply::{found, keys_response, no_content, unsupported_path};
 use crate::request::{Fields, Operation};
 use crate::{ApiRequest, Gateway};
 
@@ -112,33 +112,6 @@ fn exists<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<bool, ApiEr
     }
 }
 
-/// A read that may find nothing.
-pub(crate) fn found<T>(
-    r: Result<tonic::Response<T>, tonic::Status>,
-) -> Result<Option<T>, ApiError> {
-    match r {
-        Ok(v) => Ok(Some(v.into_inner())),
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-        Err(s) => Err(s.into()),
-    }
-}
-
-pub(crate) fn unsupported_path() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "unsupported path")
-}
-
-pub(crate) fn no_content() -> Response {
-    StatusCode::NO_CONTENT.into_response()
-}
-
-/// A LIST answer: `keys`, or 404 when there are none (as Vault answers).
-pub(crate) fn keys_response(names: Vec<String>, mount_type: &str) -> Result<Response, ApiError> {
-    if names.is_empty() {
-        return Err(ApiError::not_found());
-    }
-    Ok(Envelope::data(json!({ "keys": names }), mount_type).into_response())
-}
-
 pub(crate) fn login_context(req: &ApiRequest, m: &MountEntry) -> pb::LoginContext {
     pb::LoginContext {
         mount: Some(mount_ref(m)),
@@ -154,51 +127,26 @@ pub(crate) fn login_response(created: pb::CreateTokenResponse, mount_type: &str)
         .into_response()
 }
 
-fn secs(f: &Fields<'_>, keys: &[&str]) -> Result<Option<i64>, ApiError> {
-    for k in keys {
-        if let Some(v) = f.duration_secs(k)? {
-            return i64::try_from(v)
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("{k}: duration out of range")));
-        }
-    }
-    Ok(None)
-}
-
-fn present(f: &Fields<'_>, key: &str) -> bool {
-    f.0.get(key).is_some_and(|v| !v.is_null())
-}
-
-/// A list field by its name or its legacy alias.
-fn list(f: &Fields<'_>, keys: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
-    for k in keys {
-        if present(f, k) {
-            return f.string_list(k).map(Some);
-        }
-    }
-    Ok(None)
-}
-
 /// Applies Vault's common `token_*` parameters (and their legacy aliases:
 /// `policies`, `ttl`, `max_ttl`, `period`, `bound_cidrs`, `num_uses`) that
 /// the body carries to `p`.
 pub(crate) fn apply_token_params(f: &Fields<'_>, p: &mut pb::TokenParams) -> Result<(), ApiError> {
-    if let Some(v) = secs(f, &["token_ttl", "ttl"])? {
+    if let Some(v) = f.secs(&["token_ttl", "ttl"])? {
         p.ttl = v;
     }
-    if let Some(v) = secs(f, &["token_max_ttl", "max_ttl"])? {
+    if let Some(v) = f.secs(&["token_max_ttl", "max_ttl"])? {
         p.max_ttl = v;
     }
-    if let Some(v) = secs(f, &["token_explicit_max_ttl"])? {
+    if let Some(v) = f.secs(&["token_explicit_max_ttl"])? {
         p.explicit_max_ttl = v;
     }
-    if let Some(v) = secs(f, &["token_period", "period"])? {
+    if let Some(v) = f.secs(&["token_period", "period"])? {
         p.period = v;
     }
-    if let Some(v) = list(f, &["token_policies", "policies"])? {
+    if let Some(v) = f.list_any(&["token_policies", "policies"])? {
         p.policies = v;
     }
-    if let Some(v) = list(f, &["token_bound_cidrs", "bound_cidrs"])? {
+    if let Some(v) = f.list_any(&["token_bound_cidrs", "bound_cidrs"])? {
         p.bound_cidrs = v;
     }
     if let Some(v) = f.bool("token_no_default_policy")? {

@@ -51,7 +51,7 @@ pub(super) async fn handle(
             let f = Fields(&body);
             let mut user = existing(gw, m, name).await?;
             let token = user.token.get_or_insert_with(Default::default);
-            if let Some(p) = super::list(&f, &["token_policies", "policies"])? {
+            if let Some(p) = f.list_any(&["token_policies", "policies"])? {
                 token.policies = p;
             }
             write(gw, m, user, String::new(), String::new()).await

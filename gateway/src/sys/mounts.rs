@@ -14,7 +14,7 @@ use crate::request::{json_object, Fields, Operation};
 use crate::{ApiRequest, Gateway};
 
 /// Engine types this server can mount today.
-const KNOWN_TYPES: &[&str] = &["kv"];
+const KNOWN_TYPES: &[&str] = &["kv", "database"];
 
 pub(crate) fn table_json(entries: &[MountEntry]) -> Value {
     let mut m = Map::new();
@@ -134,12 +134,31 @@ async fn enable(gw: &Gateway, req: &ApiRequest, path: &str) -> Result<Response, 
 
 async fn disable(gw: &Gateway, path: &str) -> Result<Response, ApiError> {
     if let Some(m) = gw.mounts().disable(path).await? {
-        if m.kind == "kv" {
-            gw.kv()
-                .drop_mount(bulwark_proto::kv::v1::MountRequest {
-                    mount: m.uuid.clone(),
-                })
-                .await?;
+        match m.kind.as_str() {
+            "kv" => {
+                gw.kv()
+                    .drop_mount(bulwark_proto::kv::v1::MountRequest {
+                        mount: m.uuid.clone(),
+                    })
+                    .await?;
+            }
+            "database" => {
+                // The mount's secrets go first (Vault revokes a mount's
+                // leases when it is disabled), then its configuration.
+                gw.leases()
+                    .revoke_prefix(bulwark_proto::auth::v1::RevokePrefixRequest {
+                        prefix: m.path.clone(),
+                        force: true,
+                        sync: true,
+                    })
+                    .await?;
+                gw.dynamic_db()
+                    .drop_mount(bulwark_proto::dynamicdb::v1::MountRequest {
+                        mount: m.uuid.clone(),
+                    })
+                    .await?;
+            }
+            _ => {}
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -31,9 +31,20 @@ pub enum AuthError {
     /// that no role accepts.
     #[error("{0}")]
     Forbidden(String),
-    /// Renewal of a token that is not renewable (root tokens, among others).
+    /// Renewal of a token or lease that is not renewable (root tokens, among others).
     #[error("lease is not renewable")]
     NotRenewable,
+    /// A lease id that names no live lease (unknown, expired, being revoked).
+    #[error("invalid lease")]
+    InvalidLease,
+    /// The lease's engine refused or failed a renewal: its code and message
+    /// (never the lease's engine data).
+    #[error("{1}")]
+    Engine(tonic::Code, String),
+    /// A synchronous revocation failed in the engine; the lease stays queued
+    /// for the expiration manager. The message says why.
+    #[error("{0}")]
+    RevokeFailed(String),
     /// The seal service failed during the root token hand-off.
     #[error("seal service: {0}")]
     Seal(String),
@@ -69,6 +80,7 @@ fn kind_of(path: &str) -> &'static str {
         Some("children") => "token tree",
         Some("core") => "core",
         Some("method") => "auth method",
+        Some("lease" | "lease-path" | "lease-token" | "lease-pending") => "lease",
         _ => "auth",
     }
 }
@@ -97,9 +109,20 @@ impl From<AuthError> for Status {
                 Status::permission_denied(e.to_string())
             }
             AuthError::NotFound(_) => Status::not_found(e.to_string()),
-            AuthError::InvalidAccessor | AuthError::InvalidRequest(_) | AuthError::NotRenewable => {
-                Status::invalid_argument(e.to_string())
-            }
+            AuthError::InvalidAccessor
+            | AuthError::InvalidRequest(_)
+            | AuthError::NotRenewable
+            | AuthError::InvalidLease => Status::invalid_argument(e.to_string()),
+            // The engine's refusals pass through; anything else from it
+            // (unreachable, internal failure) is the engine being unavailable.
+            AuthError::Engine(code, msg) => match code {
+                tonic::Code::InvalidArgument
+                | tonic::Code::NotFound
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::OutOfRange => Status::new(code, msg),
+                _ => Status::unavailable(msg),
+            },
+            AuthError::RevokeFailed(msg) => Status::unavailable(msg),
             AuthError::Seal(_) => {
                 tracing::warn!(error = %e, "seal service failure");
                 Status::unavailable(e.to_string())
@@ -151,6 +174,31 @@ mod tests {
                 "no",
             ),
             (
+                AuthError::InvalidLease,
+                tonic::Code::InvalidArgument,
+                "invalid lease",
+            ),
+            (
+                AuthError::Engine(tonic::Code::InvalidArgument, "no such role".into()),
+                tonic::Code::InvalidArgument,
+                "no such role",
+            ),
+            (
+                AuthError::Engine(tonic::Code::Internal, "db down".into()),
+                tonic::Code::Unavailable,
+                "db down",
+            ),
+            (
+                AuthError::RevokeFailed("failed to revoke lease: db down".into()),
+                tonic::Code::Unavailable,
+                "failed to revoke lease: db down",
+            ),
+            (
+                BarrierError::Corrupt("lease-token/abcdef/0123".into()).into(),
+                tonic::Code::Internal,
+                "internal error",
+            ),
+            (
                 AuthError::Internal("hashing"),
                 tonic::Code::Internal,
                 "internal error",
@@ -181,5 +229,9 @@ mod tests {
         let text = e.to_string();
         assert!(!text.contains("0123456789abcdef"), "{text}");
         assert_eq!(text, "stored token data is corrupt");
+        let e = AuthError::from(BarrierError::Corrupt(
+            "lease-token/0123456789abcdef/x".into(),
+        ));
+        assert_eq!(e.to_string(), "stored lease data is corrupt");
     }
 }

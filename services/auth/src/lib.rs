@@ -19,8 +19,19 @@
 //!   memory per process). Records live under `method/<mount uuid>/`, dropped
 //!   with the mount (`DropMount`, which also revokes the mount's tokens).
 //!
-//! Not built yet: token roles, the lease registry, and renewal of login
-//! tokens through their auth method (Vault re-checks the user or role).
+//! * [`LeasesService`] (`bulwark.auth.v1.Leases`): the lease registry of
+//!   dynamic secrets ([`LeaseRegistry`]; see [`leases`] for the storage
+//!   layout). A lease is owned by the token that asked for the secret, so
+//!   revoking a token (or an ancestor, or letting it expire) revokes its
+//!   leases; the secret's engine (today only `dynamic-db`, through
+//!   [`Engines`] and the [`LeaseEngine`] trait) revokes or renews it.
+//!   The expiration manager ([`leases::manager`]) runs on exactly one
+//!   replica (a storage advisory lock), idle while sealed, and retries
+//!   failed revocations with exponential backoff: a lease is never dropped
+//!   because its engine fails.
+//!
+//! Not built yet: token roles, and renewal of login tokens through their
+//! auth method (Vault re-checks the user or role).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +39,7 @@ pub mod background;
 mod cidr;
 mod create;
 pub mod error;
+pub mod leases;
 mod methods;
 mod record;
 mod renew;
@@ -42,6 +54,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bulwark_proto::auth::v1::auth_server::AuthServer;
+use bulwark_proto::auth::v1::leases_server::LeasesServer;
 use bulwark_proto::auth::v1::methods_server::MethodsServer;
 use bulwark_proto::seal::v1::seal_client::SealClient;
 use bulwark_shared::barrier::Barrier;
@@ -55,6 +68,7 @@ use tonic::service::Routes;
 
 pub use crate::create::Created;
 pub use crate::error::AuthError;
+pub use crate::leases::{Engines, LeaseEngine, LeaseRegistry, LeasesService};
 pub use crate::methods::MethodsService;
 pub use crate::record::TokenRef;
 pub use crate::renew::Renewed;
@@ -64,12 +78,14 @@ pub use crate::store::{TokenStore, SYSTEM_DEFAULT_TTL, SYSTEM_MAX_TTL};
 
 const AUTH_PREFIX: &str = "/bulwark.auth.v1.Auth/";
 const METHODS_PREFIX: &str = "/bulwark.auth.v1.Methods/";
+const LEASES_PREFIX: &str = "/bulwark.auth.v1.Leases/";
 
 /// Who may call what: only the gateway calls the auth service.
 pub fn allow_list() -> AllowList {
     AllowList::new()
         .allow(AUTH_PREFIX, &[ServiceName::Gateway])
         .allow(METHODS_PREFIX, &[ServiceName::Gateway])
+        .allow(LEASES_PREFIX, &[ServiceName::Gateway])
         // kv drops a revoked token's cubbyhole.
         .allow(
             "/bulwark.auth.v1.Auth/WatchRevocations",
@@ -87,13 +103,17 @@ pub enum ServeError {
 }
 
 /// Runs the auth service on `listener` until `shutdown`: its keyring fed by
-/// the seal service at `seal`, its tokens in `db`'s `auth` namespace, and
-/// the root token hand-off and expiry sweeper in the background (both
-/// stopped, with every revocation stream, when `shutdown` completes).
+/// the seal service at `seal`, its tokens and leases in `db`'s `auth`
+/// namespace, lease revocations and renewals sent to the dynamic-db service
+/// over `dynamic_db` (a lazily connecting channel), and in the background
+/// the root token hand-off, the token expiry sweeper and the lease
+/// expiration manager (all stopped, with every revocation stream, when
+/// `shutdown` completes).
 pub async fn serve(
     identity: ServiceIdentity,
     db: Database,
     seal: grpc::Channel,
+    dynamic_db: grpc::Channel,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -104,13 +124,20 @@ pub async fn serve(
         rt.keyring.clone(),
     );
     let store = Arc::new(TokenStore::new(barrier).with_root_source(Arc::new(seal)));
-    let tasks = background::spawn(
+    let leases = Arc::new(LeaseRegistry::new(store.clone(), Engines::grpc(dynamic_db)));
+    let mut tasks = background::spawn(
         store.clone(),
         rt.seal.subscribe(),
         background::SWEEP_INTERVAL,
     );
+    tasks.push(leases::manager::spawn(
+        leases.clone(),
+        db.clone(),
+        leases::ManagerConfig::default(),
+    ));
     let routes = Routes::new(AuthServer::new(AuthService::new(store.clone())))
         .add_service(MethodsServer::new(MethodsService::new(store.clone())))
+        .add_service(LeasesServer::new(LeasesService::new(leases)))
         .add_service(rt.health_service);
     let closing = store.clone();
     let shutdown = async move {
@@ -140,6 +167,26 @@ mod tests {
             assert!(!allow.permits("/bulwark.auth.v1.Auth/CreateToken", other));
         }
         assert!(allow.permits("/grpc.health.v1.Health/Check", Kv));
+    }
+
+    #[test]
+    fn only_the_gateway_calls_leases() {
+        let allow = allow_list();
+        for rpc in [
+            "RegisterLease",
+            "LookupLease",
+            "RenewLease",
+            "RevokeLease",
+            "RevokePrefix",
+            "ListLeases",
+            "TidyLeases",
+        ] {
+            let path = format!("/bulwark.auth.v1.Leases/{rpc}");
+            assert!(allow.permits(&path, Gateway), "{rpc}");
+            for other in [Seal, Auth, Policy, Kv, DynamicDb, Pki, Audit] {
+                assert!(!allow.permits(&path, other), "{rpc} {other:?}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!
 //! A revocation cut short (a crash, storage failing) leaves tokens whose parent
 //! is gone: the sweep revokes those too, with expired and used-up tokens.
+//!
+//! Every token that goes, by whatever path, has its leases queued for
+//! revocation ([`TokenStore::revoke_leases_of`]).
 
 use std::collections::{HashSet, VecDeque};
 
@@ -92,8 +95,9 @@ impl TokenStore {
         result.map(|()| all)
     }
 
-    /// Deletes one token's record, accessor entry and link from its parent;
-    /// returns its accessor if it existed.
+    /// Deletes one token's record, accessor entry and link from its parent,
+    /// and queues its leases for revocation; returns its accessor if it
+    /// existed.
     async fn delete_token(&self, hash: &str) -> Result<Option<String>, AuthError> {
         let record = match self.read(hash).await {
             Ok(r) => r,
@@ -102,6 +106,10 @@ impl TokenStore {
             Err(e) => return Err(e),
         };
         self.barrier.delete(&token_path(hash)).await?;
+        // Its leases stop at once; the expiration manager revokes them. (If
+        // this fails, lookups and renewals still refuse them, as their owner
+        // is gone, and a lease tidy queues them.)
+        self.revoke_leases_of(hash).await?;
         let Some(record) = record else {
             return Ok(None);
         };

@@ -302,7 +302,11 @@ impl TokenStore {
     }
 
     /// Whether `record` is usable now; an expired one is revoked on the spot.
-    async fn check_live(&self, hash: &str, record: &TokenRecord) -> Result<bool, AuthError> {
+    pub(crate) async fn check_live(
+        &self,
+        hash: &str,
+        record: &TokenRecord,
+    ) -> Result<bool, AuthError> {
         if record.used_up {
             return Ok(false);
         }
