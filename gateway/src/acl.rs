@@ -315,7 +315,7 @@ pub fn needs_sudo(path: &str, op: Operation) -> bool {
                 || under("sys/config/auditing/request-headers")
                 || under("sys/config/ui/headers")
                 || p.starts_with("sys/internal/inspect/router/")
-                || (p.starts_with("sys/leases/lookup/") && op == Operation::List)
+                || (under("sys/leases/lookup") && op == Operation::List)
                 || p.starts_with("sys/leases/revoke-force/")
                 || p.starts_with("sys/leases/revoke-prefix/")
                 || p.starts_with("sys/revoke-force/")
@@ -350,6 +350,9 @@ mod tests {
             ("sys/policy/x", Operation::Write, false),
             ("sys/mounts/x", Operation::Write, false),
             ("sys/auth", Operation::Read, false),
+            ("sys/leases/lookup/", Operation::List, true),
+            ("sys/leases/lookup/database/creds", Operation::List, true),
+            ("sys/leases/lookup", Operation::Write, false),
             ("sys/auth/userpass", Operation::Write, true),
             ("sys/auth/userpass/tune", Operation::Write, true),
             ("sys/audit", Operation::Read, true),

@@ -49,5 +49,57 @@ step("cubbyhole read", lambda: c.read("cubbyhole/x")["data"])
 step("disable kv", lambda: c.sys.disable_secrets_engine(path="kv"))
 step("renew self (child)", lambda: hvac.Client(url=URL, token=c.auth.token.create(policies=["p"], ttl="1h")["auth"]["client_token"]).auth.token.renew_self(increment="30m")["auth"]["lease_duration"])
 
+# Auth methods and response wrapping.
+step("enable userpass", lambda: c.sys.enable_auth_method(method_type="userpass"))
+step("list auth methods", lambda: sorted(c.sys.list_auth_methods()["data"].keys()))
+step("userpass create user", lambda: c.auth.userpass.create_or_update_user(username="alice", password="Password123!", policies=["p"]))
+step("userpass read user", lambda: c.auth.userpass.read_user(username="alice")["data"]["token_policies"])
+step("userpass list users", lambda: c.auth.userpass.list_user()["data"]["keys"])
+step("userpass login", lambda: hvac.Client(url=URL).auth.userpass.login(username="alice", password="Password123!")["auth"]["policies"])
+def bad_login():
+    try:
+        hvac.Client(url=URL).auth.userpass.login(username="alice", password="wrong")
+    except hvac.exceptions.InvalidRequest:
+        return "InvalidRequest"
+    raise AssertionError("wrong password accepted")
+step("userpass wrong password", bad_login)
+step("enable approle", lambda: c.sys.enable_auth_method(method_type="approle"))
+step("approle create role", lambda: c.auth.approle.create_or_update_approle(role_name="app", token_policies=["p"], token_ttl="1h", secret_id_num_uses=2))
+step("approle read role", lambda: c.auth.approle.read_role(role_name="app")["data"]["token_ttl"])
+role_id = {}
+step("approle role id", lambda: role_id.setdefault("id", c.auth.approle.read_role_id(role_name="app")["data"]["role_id"]))
+sid = {}
+step("approle secret id", lambda: sid.setdefault("id", c.auth.approle.generate_secret_id(role_name="app", metadata={"env": "ci"})["data"]["secret_id"]))
+step("approle secret id lookup", lambda: c.auth.approle.read_secret_id(role_name="app", secret_id=sid["id"])["data"]["metadata"])
+step("approle list secret id accessors", lambda: len(c.auth.approle.list_secret_id_accessors(role_name="app")["data"]["keys"]))
+step("approle login", lambda: hvac.Client(url=URL).auth.approle.login(role_id=role_id["id"], secret_id=sid["id"])["auth"]["metadata"])
+def wrapped_secret_id():
+    w = c.auth.approle.generate_secret_id(role_name="app", wrap_ttl="60s")["wrap_info"]
+    unwrapped = hvac.Client(url=URL, token=w["token"]).sys.unwrap()
+    return sorted(unwrapped["data"].keys())
+step("approle wrapped secret id + unwrap", wrapped_secret_id)
+def wrap_lookup():
+    w = c.sys.wrap({"a": "b"}, ttl="5m") if hasattr(c.sys, "wrap") else c.write("sys/wrapping/wrap", wrap_ttl="5m", a="b")
+    token = w["wrap_info"]["token"]
+    info = c.sys.read_wrapping_properties(token)["data"] if hasattr(c.sys, "read_wrapping_properties") else c.write("sys/wrapping/lookup", token=token)["data"]
+    return info["creation_ttl"]
+step("wrap + lookup", wrap_lookup)
+step("disable userpass", lambda: c.sys.disable_auth_method(path="userpass"))
+
+# Database engine and leases (the machine's PostgreSQL, trust auth).
+PG = os.environ.get("BULWARK_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+step("enable database", lambda: c.sys.enable_secrets_engine(backend_type="database"))
+step("database configure", lambda: c.secrets.database.configure(name="pg", plugin_name="postgresql-database-plugin", connection_url=PG.replace("postgres@", "{{username}}@", 1), username="postgres", allowed_roles=["ro"]))
+step("database read config", lambda: c.secrets.database.read_connection(name="pg")["data"]["plugin_name"])
+step("database create role", lambda: c.secrets.database.create_role(name="ro", db_name="pg", creation_statements=["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"], default_ttl="1h", max_ttl="24h"))
+step("database list roles", lambda: c.secrets.database.list_roles()["data"]["keys"])
+lease = {}
+step("database creds", lambda: lease.setdefault("id", c.secrets.database.generate_credentials(name="ro")["lease_id"]))
+step("lease lookup", lambda: c.sys.read_lease(lease_id=lease["id"])["data"]["ttl"])
+step("lease renew", lambda: c.sys.renew_lease(lease_id=lease["id"], increment=7200)["lease_duration"])
+step("lease list", lambda: c.sys.list_leases(prefix="database/creds/ro")["data"]["keys"])
+step("lease revoke", lambda: c.sys.revoke_lease(lease_id=lease["id"]))
+step("disable database", lambda: c.sys.disable_secrets_engine(path="database"))
+
 print(f"{len(failed)} failed")
 sys.exit(1 if failed else 0)
