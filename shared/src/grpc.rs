@@ -59,16 +59,37 @@ pub async fn serve(
     // stream bypasses the builder's setting), or small gRPC answers wait for
     // the peer's delayed ACK.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    // Graceful shutdown waits for every open call, and watch streams held
+    // by peers (seal state, revocations, policies) only end when the peer
+    // goes: after `DRAIN` the remaining calls are dropped.
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = fired_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
         .tls_config(identity.server_tls())?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(GrpcTraceLayer)
         .layer(PeerAuthzLayer::new(allow))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r?,
+        _ = async {
+            if fired_rx.await.is_ok() {
+                tokio::time::sleep(DRAIN).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => tracing::debug!("shutdown: open calls dropped after the drain period"),
+    }
     Ok(())
 }
+
+/// How long a stopping server waits for open calls to finish.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// A lazily connected channel from `identity` to the service `target` at `addr`
 /// (`host:port`). The server must present a certificate naming `target`.
