@@ -76,6 +76,12 @@ async fn approle_userpass_and_wrapping() {
         .put("sys/auth/approle", json!({"type": "approle"}))
         .await;
     assert_eq!(r.status, 400, "in use: {:?}", r.body);
+    let r = root.get("sys/internal/ui/mounts").await;
+    assert_eq!(
+        r.body["data"]["auth"]["approle/"]["type"], "approle",
+        "{:?}",
+        r.body
+    );
 
     ok(
         &root,

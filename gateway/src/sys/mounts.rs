@@ -314,28 +314,35 @@ pub async fn ui_mounts(
     caller: &crate::acl::Caller,
     path: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let reachable = |m: MountEntry| async move {
-        let allowed = gw
-            .policy()
-            .has_access_under(bulwark_proto::policy::v1::HasAccessUnderRequest {
-                policies: caller.entry.policies.clone(),
-                path: m.path.clone(),
-            })
-            .await?
-            .into_inner()
-            .allowed;
+    let reachable = |m: MountEntry, prefix: &'static str| async move {
+        let allowed = m.config.listing_visibility == "unauth"
+            || gw
+                .policy()
+                .has_access_under(bulwark_proto::policy::v1::HasAccessUnderRequest {
+                    policies: caller.entry.policies.clone(),
+                    path: format!("{prefix}{}", m.path),
+                })
+                .await?
+                .into_inner()
+                .allowed;
         Ok::<_, ApiError>(allowed.then_some(m))
     };
     match path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
         None => {
             let mut entries = Vec::new();
             for m in gw.mounts().all().await? {
-                if let Some(m) = reachable(m).await? {
+                if let Some(m) = reachable(m, "").await? {
                     entries.push(m);
                 }
             }
+            let mut auth = Vec::new();
+            for m in gw.auth_mounts().all().await? {
+                if let Some(m) = reachable(m, "auth/").await? {
+                    auth.push(m);
+                }
+            }
             Ok(Envelope::data(
-                json!({ "secret": table_json(&entries), "auth": {} }),
+                json!({ "secret": table_json(&entries), "auth": table_json(&auth) }),
                 "system",
             )
             .into_response())
@@ -350,7 +357,7 @@ pub async fn ui_mounts(
                 )
             };
             let (m, _) = gw.mounts().route(p).await?.ok_or_else(refused)?;
-            let m = reachable(m).await?.ok_or_else(refused)?;
+            let m = reachable(m, "").await?.ok_or_else(refused)?;
             let mut v = m.to_json();
             v["path"] = json!(m.path);
             Ok(Envelope::data(v, "system").into_response())
