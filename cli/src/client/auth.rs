@@ -6,8 +6,8 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::generic::output_secret;
-use super::output::{self, Format};
-use super::secrets::{config_body, ensure_slash, MountConfig};
+use super::output;
+use super::secrets::{cell, config_body, ensure_slash, mount_table, MountConfig};
 use super::{CliError, Client, CmdResult, Config};
 
 /// `bulwark auth …`
@@ -143,39 +143,14 @@ async fn enable(c: &Client, a: EnableArgs) -> CmdResult {
 }
 
 async fn list(c: &Client, a: ListArgs) -> CmdResult {
-    let r = c
-        .call(
-            "listing enabled auth methods",
-            Method::GET,
-            "sys/auth",
-            None,
-        )
-        .await?;
-    let body = r.body.unwrap_or(Value::Null);
-    let Some(Value::Object(mounts)) = body.get("data").cloned() else {
-        return Err(CliError::Exit(
-            "Error listing enabled authentications: no data".into(),
-            2,
-        ));
-    };
-    if c.cfg.format != Format::Table {
-        output::print_structured(c.cfg.format, &mounts);
+    let Some((paths, mounts)) = mount_table(c, "sys/auth", "enabled auth methods").await? else {
         return Ok(0);
-    }
-    let mut paths: Vec<&String> = mounts.keys().collect();
-    paths.sort();
-    let s = |m: &Value, k: &str| {
-        let v = m.get(k).map(output::go_fmt).unwrap_or_default();
-        if v.is_empty() || v == "<nil>" {
-            "n/a".to_string()
-        } else {
-            v
-        }
     };
+    let s = cell;
     let rows: Vec<Vec<String>> = paths
         .iter()
         .map(|p| {
-            let m = &mounts[*p];
+            let m = &mounts[p];
             let mut row = vec![
                 p.to_string(),
                 s(m, "type"),

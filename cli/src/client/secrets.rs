@@ -195,35 +195,49 @@ fn ttl_cell(v: Option<&Value>) -> String {
     }
 }
 
-async fn list(c: &Client, a: ListArgs) -> CmdResult {
+/// Reads a mount table (`sys/mounts` or `sys/auth`). Prints it and returns
+/// `None` for structured output formats; otherwise returns it, sorted paths
+/// first, for the caller's table.
+pub(super) async fn mount_table(
+    c: &Client,
+    path: &str,
+    what: &str,
+) -> Result<Option<(Vec<String>, Map<String, Value>)>, CliError> {
     let r = c
-        .call("listing secrets engines", Method::GET, "sys/mounts", None)
+        .call(&format!("listing {what}"), Method::GET, path, None)
         .await?;
     let body = r.body.unwrap_or(Value::Null);
     let Some(Value::Object(mounts)) = body.get("data").cloned() else {
-        return Err(CliError::Exit(
-            "Error listing secrets engines: no data".into(),
-            2,
-        ));
+        return Err(CliError::Exit(format!("Error listing {what}: no data"), 2));
     };
     if c.cfg.format != Format::Table {
         output::print_structured(c.cfg.format, &mounts);
-        return Ok(0);
+        return Ok(None);
     }
-    let mut paths: Vec<&String> = mounts.keys().collect();
+    let mut paths: Vec<String> = mounts.keys().cloned().collect();
     paths.sort();
-    let s = |m: &Value, k: &str| {
-        let v = m.get(k).map(output::go_fmt).unwrap_or_default();
-        if v.is_empty() || v == "<nil>" {
-            "n/a".to_string()
-        } else {
-            v
-        }
+    Ok(Some((paths, mounts)))
+}
+
+/// One cell of a mount table: the value as Go prints it, `n/a` when empty.
+pub(super) fn cell(m: &Value, k: &str) -> String {
+    let v = m.get(k).map(output::go_fmt).unwrap_or_default();
+    if v.is_empty() || v == "<nil>" {
+        "n/a".to_string()
+    } else {
+        v
+    }
+}
+
+async fn list(c: &Client, a: ListArgs) -> CmdResult {
+    let Some((paths, mounts)) = mount_table(c, "sys/mounts", "secrets engines").await? else {
+        return Ok(0);
     };
+    let s = cell;
     let rows: Vec<Vec<String>> = paths
         .iter()
         .map(|p| {
-            let m = &mounts[*p];
+            let m = &mounts[p];
             if a.detailed {
                 let cfg = m.get("config").cloned().unwrap_or(Value::Null);
                 let local = m.get("local").and_then(Value::as_bool).unwrap_or(false);
