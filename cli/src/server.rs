@@ -252,6 +252,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 | ServiceName::Kv
                 | ServiceName::Audit
                 | ServiceName::DynamicDb
+                | ServiceName::Pki
                 | ServiceName::Gateway
         )
     });
@@ -359,13 +360,14 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                     Ok(bulwark_dynamic_db::serve(id, db, seal, listener, stop).await?)
                 });
             }
-            other => {
-                let listener = listeners.remove(&other).context("listener")?;
+            ServiceName::Pki => {
+                let listener = listeners.remove(&name).context("pki listener")?;
+                let db = db.clone().context("no storage configured")?;
                 let seal = channel(&id, ServiceName::Seal)?;
                 let stop = stopped();
-                tasks.spawn(async move {
-                    Ok(grpc::serve_runtime_only(&id, seal, listener, stop).await?)
-                });
+                tasks.spawn(
+                    async move { Ok(bulwark_pki::serve(id, db, seal, listener, stop).await?) },
+                );
             }
         }
     }

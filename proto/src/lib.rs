@@ -27,6 +27,12 @@ pub mod kv {
     }
 }
 
+pub mod pki {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.pki.v1");
+    }
+}
+
 pub mod policy {
     pub mod v1 {
         tonic::include_proto!("bulwark.policy.v1");

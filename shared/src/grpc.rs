@@ -287,22 +287,3 @@ impl KeyedRuntime {
         }
     }
 }
-
-/// Runs a service that has no RPCs of its own yet: the keyed runtime (its key
-/// fetched on unseal, zeroized on seal) and the health service, over mTLS.
-pub async fn serve_runtime_only(
-    identity: &ServiceIdentity,
-    seal: Channel,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), GrpcError> {
-    let rt = KeyedRuntime::start(SealClient::new(seal));
-    serve(
-        identity,
-        AllowList::new(),
-        Routes::new(rt.health_service),
-        listener,
-        shutdown,
-    )
-    .await
-}
