@@ -328,6 +328,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                         kv: channel(&id, ServiceName::Kv)?,
                         audit: channel(&id, ServiceName::Audit)?,
                         dynamic_db: channel(&id, ServiceName::DynamicDb)?,
+                        pki: channel(&id, ServiceName::Pki)?,
                     },
                     db.as_ref().context("no storage configured")?,
                 )

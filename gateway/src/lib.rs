@@ -38,6 +38,7 @@ use bulwark_proto::auth::v1::leases_client::LeasesClient;
 use bulwark_proto::auth::v1::methods_client::MethodsClient;
 use bulwark_proto::dynamicdb::v1::dynamic_db_client::DynamicDbClient;
 use bulwark_proto::kv::v1::kv_client::KvClient;
+use bulwark_proto::pki::v1::pki_client::PkiClient;
 use bulwark_proto::policy::v1::policy_client::PolicyClient;
 use bulwark_proto::seal::v1::seal_client::SealClient;
 use bulwark_shared::barrier::Barrier;
@@ -70,6 +71,7 @@ pub struct Upstreams {
     pub kv: Channel,
     pub audit: Channel,
     pub dynamic_db: Channel,
+    pub pki: Channel,
 }
 
 struct Inner {
@@ -86,6 +88,7 @@ struct Inner {
     methods: MethodsClient<Channel>,
     leases: LeasesClient<Channel>,
     dynamic_db: DynamicDbClient<Channel>,
+    pki: PkiClient<Channel>,
     migrations: std::sync::Mutex<std::collections::VecDeque<(String, String, String)>>,
 }
 
@@ -108,6 +111,7 @@ impl Gateway {
         let methods = MethodsClient::new(up.auth.clone());
         let leases = LeasesClient::new(up.auth.clone());
         let dynamic_db = DynamicDbClient::new(up.dynamic_db);
+        let pki = PkiClient::new(up.pki);
         let auth = AuthClient::new(up.auth);
         let policy = PolicyClient::new(up.policy);
         let acl = AclCache::new();
@@ -132,6 +136,7 @@ impl Gateway {
                 methods,
                 leases,
                 dynamic_db,
+                pki,
                 migrations: Default::default(),
             }),
         })
@@ -168,6 +173,10 @@ impl Gateway {
 
     pub(crate) fn dynamic_db(&self) -> DynamicDbClient<Channel> {
         self.inner.dynamic_db.clone()
+    }
+
+    pub(crate) fn pki(&self) -> PkiClient<Channel> {
+        self.inner.pki.clone()
     }
 
     pub(crate) fn record_migration(&self, id: &str, from: &str, to: &str) {
@@ -483,6 +492,7 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
     // Logins and wrapping-token requests carry no token to check.
     let anonymous = match &mount {
         Some((m, rest)) if auth_method => methods::is_login(&m.kind, rest),
+        Some((m, rest)) if m.kind == "pki" => engines::pki::is_public(rest, op),
         _ => wrapping::unauthenticated(&req, &path),
     };
     // Audit entries name an auth mount by its full path (`auth/userpass/`).
@@ -681,6 +691,7 @@ async fn route(
         return match m.kind.as_str() {
             "kv" | "cubbyhole" => engines::kv::handle(gw, req, op, &m, &rest, caller).await,
             "database" => engines::database::handle(gw, req, op, &m, &rest, caller).await,
+            "pki" => engines::pki::handle(gw, req, op, &m, &rest).await,
             _ => Err(ApiError::no_route(path.trim_end_matches('/'))),
         };
     }

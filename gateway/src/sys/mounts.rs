@@ -14,7 +14,7 @@ use crate::request::{json_object, Fields, Operation};
 use crate::{ApiRequest, Gateway};
 
 /// Engine types this server can mount today.
-const KNOWN_TYPES: &[&str] = &["kv", "database"];
+const KNOWN_TYPES: &[&str] = &["kv", "database", "pki"];
 
 pub(crate) fn table_json(entries: &[MountEntry]) -> Value {
     let mut m = Map::new();
@@ -154,6 +154,13 @@ async fn disable(gw: &Gateway, path: &str) -> Result<Response, ApiError> {
                     .await?;
                 gw.dynamic_db()
                     .drop_mount(bulwark_proto::dynamicdb::v1::MountRequest {
+                        mount: m.uuid.clone(),
+                    })
+                    .await?;
+            }
+            "pki" => {
+                gw.pki()
+                    .drop_mount(bulwark_proto::pki::v1::MountRequest {
                         mount: m.uuid.clone(),
                     })
                     .await?;
