@@ -213,3 +213,130 @@ async fn walkthrough_pki_issue_revoke_crl() {
         .unwrap()
         .contains(&json!(serial)));
 }
+
+/// Intermediate flow: a second mount's CSR signed by the root, set-signed,
+/// and a leaf from the intermediate that a standard verifier (OpenSSL)
+/// chains to the root. CSRs with names outside the role are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn intermediate_chain_and_csrs() {
+    let c = Cluster::start(Layout::AllInOne, Store::SqliteFile);
+    let api = c.client();
+    let root = api.with_token(&init_unsealed(&api).await);
+    ok(
+        &root,
+        "sys/mounts/pki",
+        json!({"type": "pki", "config": {"max_lease_ttl": "87600h"}}),
+    )
+    .await;
+    ok(
+        &root,
+        "sys/mounts/pki_int",
+        json!({"type": "pki", "config": {"max_lease_ttl": "43800h"}}),
+    )
+    .await;
+    let r = ok(
+        &root,
+        "pki/root/generate/internal",
+        json!({"common_name": "example.com Root", "ttl": "87600h", "key_type": "ec", "key_bits": 256}),
+    )
+    .await;
+    let root_pem = s(&r["data"]["certificate"]);
+    let r = ok(
+        &root,
+        "pki_int/intermediate/generate/internal",
+        json!({"common_name": "example.com Intermediate"}),
+    )
+    .await;
+    let csr = s(&r["data"]["csr"]);
+    assert!(csr.contains("CERTIFICATE REQUEST"));
+    let r = ok(
+        &root,
+        "pki/root/sign-intermediate",
+        json!({"csr": csr, "ttl": "43800h"}),
+    )
+    .await;
+    let int_pem = s(&r["data"]["certificate"]);
+    ok(
+        &root,
+        "pki_int/intermediate/set-signed",
+        json!({ "certificate": int_pem }),
+    )
+    .await;
+    ok(
+        &root,
+        "pki_int/roles/web",
+        json!({"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "72h", "key_type": "ec", "key_bits": 256}),
+    )
+    .await;
+    let r = ok(
+        &root,
+        "pki_int/issue/web",
+        json!({"common_name": "www.example.com", "ttl": "1h"}),
+    )
+    .await;
+    assert_eq!(r["data"]["private_key_type"], "ec");
+    let leaf_pem = s(&r["data"]["certificate"]);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    };
+    let (rp, ip, lp) = (
+        write("root.pem", &root_pem),
+        write("int.pem", &int_pem),
+        write("leaf.pem", &leaf_pem),
+    );
+    let out = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&rp)
+        .arg("-untrusted")
+        .arg(&ip)
+        .arg(&lp)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the intermediate the leaf does not verify.
+    let out = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&rp)
+        .arg(&lp)
+        .output()
+        .expect("run openssl");
+    assert!(!out.status.success());
+
+    // sign/<role> with a CSR: allowed names are signed, others refused.
+    let csr_for = |name: &str| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem")
+    };
+    let r = root
+        .put(
+            "pki_int/sign/web",
+            json!({"csr": csr_for("api.example.com"), "common_name": "api.example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["data"].get("private_key").is_none());
+    let r = root
+        .put(
+            "pki_int/sign/web",
+            json!({"csr": csr_for("evil.com"), "common_name": "evil.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+}
