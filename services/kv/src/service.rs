@@ -84,13 +84,7 @@ impl Kv for KvService {
             .store
             .get(kind(req.kind)?, &req.mount, &req.path)
             .await?;
-        Ok(Response::new(match got {
-            Some(data) => pb::GetResponse {
-                found: true,
-                data: data.to_vec(),
-            },
-            None => pb::GetResponse::default(),
-        }))
+        Ok(Response::new(get_response(got)))
     }
 
     #[tracing::instrument(skip_all, fields(mount = %req.get_ref().mount, path = %req.get_ref().path))]
@@ -104,13 +98,7 @@ impl Kv for KvService {
             .store
             .take(kind(req.kind)?, &req.mount, &req.path)
             .await?;
-        Ok(Response::new(match got {
-            Some(data) => pb::GetResponse {
-                found: true,
-                data: data.to_vec(),
-            },
-            None => pb::GetResponse::default(),
-        }))
+        Ok(Response::new(get_response(got)))
     }
 
     #[tracing::instrument(skip_all, fields(mount = %req.get_ref().mount, path = %req.get_ref().path))]
@@ -319,6 +307,17 @@ impl Kv for KvService {
             .await?;
         tracing::info!(entries = dropped, "dropped mount");
         Ok(Response::new(pb::Empty {}))
+    }
+}
+
+/// A kv v1/cubbyhole entry as `Get` and `Take` answer it.
+fn get_response(got: Option<zeroize::Zeroizing<Vec<u8>>>) -> pb::GetResponse {
+    match got {
+        Some(data) => pb::GetResponse {
+            found: true,
+            data: data.to_vec(),
+        },
+        None => pb::GetResponse::default(),
     }
 }
 
