@@ -20,10 +20,12 @@ use anyhow::{anyhow, Context};
 use base64::Engine as _;
 use bulwark_proto::seal::v1::seal_client::SealClient;
 use bulwark_proto::seal::v1::{InitRequest, UnsealRequest};
-use bulwark_shared::config::{parse_targets, ListenerTls, ServerConfig};
+use bulwark_shared::config::{
+    parse_targets, ListenerTls, SealSettings, ServerConfig, TelemetryConfig,
+};
 use bulwark_shared::grpc::{self, Channel};
 use bulwark_shared::storage::{Database, StorageConfig};
-use bulwark_shared::telemetry::{self, LogFormat};
+use bulwark_shared::telemetry::{self, LogFormat, LogLevelHandle, TelemetrySettings, TraceExport};
 use bulwark_shared::tls::{ensure_certs, InternalCa, ServiceIdentity};
 use bulwark_shared::ServiceName;
 use tokio::net::TcpListener;
@@ -50,7 +52,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Services to run: `all`, or a comma-separated list (seal, auth, policy,
-    /// kv, dynamic-db, pki, audit, gateway).
+    /// kv, dynamic-db, pki, audit, transit, gateway).
     #[arg(long, value_delimiter = ',')]
     pub target: Vec<String>,
     /// Log level (trace, debug, info, warn, error).
@@ -71,11 +73,17 @@ struct Plan {
     http_address: String,
     /// HTTPS certificate and key of the gateway's listener (`None`: HTTP).
     http_tls: Option<ListenerTls>,
-    addresses: BTreeMap<ServiceName, String>,
+    addresses: BTreeMap<ServiceName, Vec<String>>,
     certs: Certs,
     dev_root_token: Option<String>,
     log_level: String,
     log_format: LogFormat,
+    telemetry: TelemetryConfig,
+    /// The file given with -config (SIGHUP reads it again).
+    config_path: Option<PathBuf>,
+    /// `seal "static"` (its key read) or `seal "transit"` (its token and
+    /// files read); only when this process runs seal.
+    seal: Option<SealSettings>,
 }
 
 impl Plan {
@@ -109,6 +117,9 @@ impl Plan {
             dev_root_token: Some(a.dev_root_token_id.clone().unwrap_or_default()),
             log_level: a.log_level.clone().unwrap_or_else(|| "info".into()),
             log_format: LogFormat::Text,
+            telemetry: TelemetryConfig::default(),
+            config_path: None,
+            seal: None,
         })
     }
 
@@ -130,7 +141,14 @@ impl Plan {
                 ));
             }
         }
+        // Only the seal service needs the seal key (or transit token): read
+        // (and checked) here, before anything starts, by that process only.
+        let seal = match &cfg.seal {
+            Some(s) if targets.contains(&ServiceName::Seal) => Some(s.load()?),
+            _ => None,
+        };
         Ok(Plan {
+            seal,
             targets,
             storage: cfg.storage,
             http_address: cfg.http_address,
@@ -140,7 +158,35 @@ impl Plan {
             dev_root_token: None,
             log_level: a.log_level.clone().unwrap_or(cfg.log_level),
             log_format: cfg.log_format,
+            telemetry: cfg.telemetry,
+            config_path: Some(path.to_path_buf()),
         })
+    }
+
+    /// What this process is called in metrics (`process` label) and traces
+    /// (`service.name`): `all`/`bulwark` for every service, else the
+    /// services it runs (`kv`/`bulwark-kv`).
+    fn process_name(&self) -> String {
+        if self.targets.len() == ServiceName::ALL.len() {
+            "all".into()
+        } else {
+            let names: Vec<&str> = self.targets.iter().map(|n| n.as_str()).collect();
+            names.join("+")
+        }
+    }
+
+    fn telemetry_settings(&self) -> TelemetrySettings {
+        let process = self.process_name();
+        TelemetrySettings {
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+            service_name: if process == "all" {
+                "bulwark".into()
+            } else {
+                format!("bulwark-{process}")
+            },
+            export: self.telemetry.export.clone().or_else(TraceExport::from_env),
+        }
     }
 
     fn identity(&self, name: ServiceName) -> anyhow::Result<ServiceIdentity> {
@@ -166,7 +212,6 @@ pub fn run(a: ServerArgs) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    telemetry::init(&plan.log_level, plan.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,7 +222,19 @@ pub fn run(a: ServerArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(plan)) {
+    bulwark_shared::metrics::set_process_name(&plan.process_name());
+    let guard = match telemetry::init(&plan.telemetry_settings(), rt.handle()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("Error: telemetry: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(serve(plan, guard.log_level_handle()));
+    // Flush the spans still queued while the runtime (and the exporter's
+    // connection on it) still runs.
+    drop(guard);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -205,19 +262,32 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve(plan: Plan) -> anyhow::Result<()> {
+async fn serve(plan: Plan, log_level: Option<LogLevelHandle>) -> anyhow::Result<()> {
     if let Certs::Dir(dir) = &plan.certs {
         ensure_certs(dir, &plan.targets, &[])
             .with_context(|| format!("certificates in {}", dir.display()))?;
     }
     // Read the HTTPS certificate before anything starts, so a bad file fails
     // the start-up at once.
-    let http_tls = match &plan.http_tls {
-        Some(t) if plan.targets.contains(&ServiceName::Gateway) => Some(
-            bulwark_gateway::listener::tls_config(&t.cert_file, &t.key_file)
-                .context("listener \"tcp\"")?,
-        ),
-        _ => None,
+    let (http_tls, cert_reloader) = match &plan.http_tls {
+        Some(t) if plan.targets.contains(&ServiceName::Gateway) => {
+            use bulwark_gateway::listener::ClientAuth;
+            let client_auth = match &t.client_ca_file {
+                Some(ca) => ClientAuth::Verify {
+                    ca_file: ca.clone(),
+                    required: t.require_client_cert,
+                },
+                None => ClientAuth::Request,
+            };
+            let (config, reloader) = bulwark_gateway::listener::reloadable_tls_config(
+                &t.cert_file,
+                &t.key_file,
+                &client_auth,
+            )
+            .context("listener \"tcp\"")?;
+            (Some(config), Some(reloader))
+        }
+        _ => (None, None),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -232,14 +302,18 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
     let mut listeners = BTreeMap::new();
     let mut addresses = plan.addresses.clone();
     for &name in plan.targets.iter().filter(|n| **n != ServiceName::Gateway) {
+        // A replicated service's process listens on the first address of
+        // its list (each replica's config names itself first).
         let bind = plan
             .addresses
             .get(&name)
+            .and_then(|a| a.first())
             .map_or("127.0.0.1:0", String::as_str);
         let l = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen for {name} on {bind}"))?;
-        addresses.insert(name, l.local_addr()?.to_string());
+        let actual = l.local_addr()?.to_string();
+        addresses.entry(name).or_insert_with(|| vec![actual]);
         listeners.insert(name, l);
     }
     // Every service keeps data but the ones not built yet (they only hold a key).
@@ -253,6 +327,7 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                 | ServiceName::Audit
                 | ServiceName::DynamicDb
                 | ServiceName::Pki
+                | ServiceName::Transit
                 | ServiceName::Gateway
         )
     });
@@ -262,10 +337,10 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
         None
     };
     let channel = |from: &ServiceIdentity, to: ServiceName| -> anyhow::Result<Channel> {
-        let addr = addresses
+        let addrs = addresses
             .get(&to)
             .with_context(|| format!("no address for service {to}"))?;
-        Ok(grpc::connect(from, to, addr)?)
+        Ok(grpc::connect_replicas(from, to, addrs)?)
     };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -277,8 +352,13 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
             ServiceName::Seal => {
                 let listener = listeners.remove(&name).context("seal listener")?;
                 let db = db.clone().context("no storage configured")?;
+                let seal = plan.seal.clone();
+                // A seal block that does not match the storage stops the start here.
+                bulwark_seal::check_seal_config(&db, seal.as_ref()).await?;
                 let stop = stopped();
-                tasks.spawn(async move { Ok(bulwark_seal::serve(id, db, listener, stop).await?) });
+                tasks.spawn(
+                    async move { Ok(bulwark_seal::serve(id, db, seal, listener, stop).await?) },
+                );
             }
             ServiceName::Auth => {
                 let listener = listeners.remove(&name).context("auth listener")?;
@@ -329,10 +409,12 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                         audit: channel(&id, ServiceName::Audit)?,
                         dynamic_db: channel(&id, ServiceName::DynamicDb)?,
                         pki: channel(&id, ServiceName::Pki)?,
+                        transit: channel(&id, ServiceName::Transit)?,
                     },
                     db.as_ref().context("no storage configured")?,
                 )
                 .await?;
+                gw.allow_unauthenticated_metrics(plan.telemetry.unauthenticated_metrics_access);
                 gateway = Some(gw.clone());
                 let http = TcpListener::bind(&plan.http_address)
                     .await
@@ -370,7 +452,38 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
                     async move { Ok(bulwark_pki::serve(id, db, seal, listener, stop).await?) },
                 );
             }
+            ServiceName::Transit => {
+                let listener = listeners.remove(&name).context("transit listener")?;
+                let db = db.clone().context("no storage configured")?;
+                let seal = channel(&id, ServiceName::Seal)?;
+                let stop = stopped();
+                tasks.spawn(async move {
+                    Ok(bulwark_transit::serve(id, db, seal, listener, stop).await?)
+                });
+            }
         }
+    }
+
+    // SIGHUP: the log level from the config file again, and the HTTPS
+    // listener's certificate and key (open connections keep going).
+    #[cfg(unix)]
+    {
+        let config_path = plan.config_path.clone();
+        let stop = stopped();
+        tasks.spawn(async move {
+            on_hangup(config_path, log_level, cert_reloader, stop).await;
+            Ok(())
+        });
+    }
+
+    let mut metrics_addr = None;
+    if let Some(addr) = &plan.telemetry.metrics_address {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        metrics_addr = Some(l.local_addr()?);
+        let stop = stopped();
+        tasks.spawn(async move { Ok(bulwark_gateway::observe::serve_metrics(l, stop).await?) });
     }
 
     if let Some(root_token_id) = &plan.dev_root_token {
@@ -384,9 +497,9 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
         print_dev_banner(http_addr, &key, &token);
     }
     println!("==> Bulwark server configuration:\n");
-    for (name, addr) in &addresses {
+    for (name, addrs) in &addresses {
         if plan.targets.contains(name) {
-            println!("{:>16}: {addr}", format!("gRPC {name}"));
+            println!("{:>16}: {}", format!("gRPC {name}"), addrs[0]);
         }
     }
     println!("{:>16}: {}", "Storage", storage_kind(&plan.storage));
@@ -398,6 +511,15 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
         };
         println!("{:>16}: tcp (addr: \"{a}\", tls: \"{tls}\")", "Listener 1");
         println!("     Api Address: {scheme}://{a}");
+    }
+    if let Some(a) = metrics_addr {
+        println!("{:>16}: http://{a}/metrics", "Metrics");
+    }
+    if let Some(e) = &plan.telemetry_settings().export {
+        println!(
+            "{:>16}: {} ({:?}, sampling {})",
+            "Traces (OTLP)", e.endpoint, e.protocol, e.sampling_ratio
+        );
     }
     println!("\n==> Bulwark server started! Log data will stream in below:\n");
 
@@ -420,6 +542,43 @@ async fn serve(plan: Plan) -> anyhow::Result<()> {
     result
 }
 
+/// Reloads what SIGHUP reloads, until `stop`.
+#[cfg(unix)]
+async fn on_hangup(
+    config_path: Option<PathBuf>,
+    log_level: Option<LogLevelHandle>,
+    certs: Option<bulwark_gateway::listener::CertReloader>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        stop.await;
+        return;
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            got = hangups.recv() => if got.is_none() { (&mut stop).await; return },
+        }
+        if let (Some(path), Some(handle)) = (&config_path, &log_level) {
+            match ServerConfig::load(path) {
+                Ok(cfg) => match handle.set(&cfg.log_level) {
+                    Ok(()) => tracing::info!(level = %cfg.log_level, "SIGHUP: log level applied"),
+                    Err(e) => tracing::warn!(error = %e, "SIGHUP: log level not changed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: configuration not reloaded"),
+            }
+        }
+        if let Some(r) = &certs {
+            match r.reload() {
+                Ok(()) => tracing::info!("SIGHUP: listener certificate reloaded"),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: listener certificate kept"),
+            }
+        }
+    }
+}
+
 fn storage_kind(s: &StorageConfig) -> &'static str {
     match s {
         StorageConfig::Sqlite { .. } => "sqlite",
@@ -439,6 +598,7 @@ async fn dev_bootstrap(
             secret_shares: 1,
             secret_threshold: 1,
             root_token_id: root_token_id.to_string(),
+            ..InitRequest::default()
         })
         .await
         .map_err(|s| anyhow!("dev init: {}", s.message()))?

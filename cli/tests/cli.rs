@@ -495,3 +495,353 @@ fn unreachable_server() {
     assert!(e.starts_with("Error"), "{e}");
     assert!(out(&o).is_empty());
 }
+
+/// `operator rotate|key-status|rekey|generate-root` against a dev server
+/// (one unseal key, threshold 1).
+#[test]
+fn key_management_commands() {
+    let srv = DevServer::start();
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    let a = srv.addr.as_str();
+    let root = |args: &[&str]| run(a, h, Some("root"), args, "");
+    let anon = |args: &[&str], stdin: &str| run(a, h, None, args, stdin);
+
+    // key-status and rotate (Vault's column output, no header).
+    let s = ok(root(&["operator", "key-status"]));
+    assert_eq!(row(&s, "Key Term"), Some("1"), "{s}");
+    assert!(
+        row(&s, "Install Time").is_some_and(|t| t.ends_with(" UTC") && t.len() == 19),
+        "{s}"
+    );
+    assert_eq!(row(&s, "Encryption Count"), Some("0"), "{s}");
+    ok(root(&["kv", "put", "secret/before", "v=1"]));
+    let s = ok(root(&["operator", "rotate"]));
+    assert!(s.starts_with("Success! Rotated key\n\nKey Term "), "{s}");
+    assert_eq!(row(&s, "Key Term"), Some("2"), "{s}");
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(root(&["operator", "key-status", "-format=json"]))).expect("json");
+    assert_eq!(j["term"], 2);
+    assert!(j["install_time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    ok(root(&["kv", "put", "secret/after", "v=2"]));
+    assert_eq!(ok(root(&["kv", "get", "-field=v", "secret/before"])), "1\n");
+    assert_eq!(ok(root(&["kv", "get", "-field=v", "secret/after"])), "2\n");
+    let o = anon(&["operator", "rotate"], "");
+    assert_eq!(code(&o), 2);
+    assert!(err(&o).contains("Code: 403"), "{}", err(&o));
+
+    // rekey: status, init, cancel, init again, provide the (only) key.
+    let s = ok(anon(&["operator", "rekey", "-status"], ""));
+    assert!(s.starts_with("Key "), "{s}");
+    assert_eq!(row(&s, "Started"), Some("false"));
+    let o = anon(&["operator", "rekey", &srv.unseal_key], "");
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("No rekey is in progress"), "{}", err(&o));
+    let o = anon(
+        &[
+            "operator",
+            "rekey",
+            "-init",
+            "-key-shares=3",
+            "-key-threshold=2",
+        ],
+        "",
+    );
+    let s = ok(o);
+    assert_eq!(row(&s, "Started"), Some("true"), "{s}");
+    assert_eq!(row(&s, "Rekey Progress"), Some("0/1"), "{s}");
+    assert_eq!(row(&s, "New Shares"), Some("3"), "{s}");
+    assert_eq!(row(&s, "New Threshold"), Some("2"), "{s}");
+    assert_eq!(row(&s, "Verification Required"), Some("false"), "{s}");
+    assert_eq!(
+        ok(anon(&["operator", "rekey", "-cancel"], "")),
+        "Success! Canceled rekeying (if it was started)\n"
+    );
+    assert_eq!(
+        row(&ok(anon(&["operator", "rekey", "-status"], "")), "Started"),
+        Some("false")
+    );
+    let o = anon(&["operator", "rekey", "-init", "-pgp-keys=a.asc"], "");
+    assert_eq!(code(&o), 2);
+    assert!(err(&o).contains("not supported"), "{}", err(&o));
+    let j: serde_json::Value = serde_json::from_str(&ok(anon(
+        &[
+            "operator",
+            "rekey",
+            "-init",
+            "-key-shares=3",
+            "-key-threshold=2",
+            "-format=json",
+        ],
+        "",
+    )))
+    .expect("json");
+    let nonce = j["nonce"].as_str().expect("nonce").to_string();
+    assert_eq!((j["n"].clone(), j["t"].clone()), (3.into(), 2.into()));
+    let o = anon(&["operator", "rekey", "-nonce=wrong", &srv.unseal_key], "");
+    assert_eq!(code(&o), 2);
+    assert!(err(&o).contains("incorrect nonce"), "{}", err(&o));
+    // No key argument: read from the prompt (stdin here).
+    let s = ok(anon(
+        &["operator", "rekey", &format!("-nonce={nonce}")],
+        &format!("{}\n", srv.unseal_key),
+    ));
+    let new: Vec<String> = s
+        .lines()
+        .filter_map(|l| l.strip_prefix("Key ").and_then(|r| r.split_once(": ")))
+        .map(|(_, k)| k.to_string())
+        .collect();
+    assert_eq!(new.len(), 3, "{s}");
+    assert!(s.contains(&format!("Operation nonce: {nonce}")), "{s}");
+    assert!(
+        s.contains("Vault rekeyed with 3 key shares and a key threshold of 2."),
+        "{s}"
+    );
+
+    // The old key no longer unseals; two new ones do.
+    ok(root(&["operator", "seal"]));
+    let o = anon(&["operator", "unseal", &srv.unseal_key], "");
+    assert_eq!(code(&o), 2);
+    let s = ok(anon(&["operator", "unseal", &new[0]], ""));
+    assert_eq!(row(&s, "Unseal Progress"), Some("1/2"), "{s}");
+    let s = ok(anon(&["operator", "unseal", "-"], &new[2]));
+    assert_eq!(row(&s, "Sealed"), Some("false"), "{s}");
+    assert_eq!(ok(root(&["kv", "get", "-field=v", "secret/before"])), "1\n");
+
+    // generate-root: init (OTP), two keys (argument, then stdin), decode.
+    let s = ok(anon(&["operator", "generate-root", "-status"], ""));
+    assert_eq!(row(&s, "Started"), Some("false"), "{s}");
+    assert_eq!(row(&s, "Progress"), Some("0/2"), "{s}");
+    assert_eq!(row(&s, "OTP Length"), Some("28"), "{s}");
+    let o = anon(&["operator", "generate-root", &new[0]], "");
+    assert_eq!(code(&o), 1);
+    assert!(
+        err(&o).contains("No root generation is in progress"),
+        "{}",
+        err(&o)
+    );
+    let o = anon(&["operator", "generate-root", "-init"], "");
+    assert!(
+        err(&o).contains("A One-Time-Password has been generated"),
+        "{}",
+        err(&o)
+    );
+    let s = ok(o);
+    let otp = row(&s, "OTP").expect("OTP row").to_string();
+    let gnonce = row(&s, "Nonce").expect("Nonce row").to_string();
+    assert_eq!(otp.len(), 28);
+    assert_eq!(row(&s, "Started"), Some("true"));
+    let s = ok(anon(
+        &[
+            "operator",
+            "generate-root",
+            &format!("-nonce={gnonce}"),
+            &new[1],
+        ],
+        "",
+    ));
+    assert_eq!(row(&s, "Progress"), Some("1/2"), "{s}");
+    assert_eq!(row(&s, "Complete"), Some("false"), "{s}");
+    let s = ok(anon(&["operator", "generate-root", "-"], &new[2]));
+    assert_eq!(row(&s, "Complete"), Some("true"), "{s}");
+    let encoded = row(&s, "Encoded Token").expect("encoded token").to_string();
+    let token = ok(anon(
+        &[
+            "operator",
+            "generate-root",
+            &format!("-decode={encoded}"),
+            &format!("-otp={otp}"),
+        ],
+        "",
+    ));
+    let token = token.trim().to_string();
+    assert!(token.starts_with("hvs.") && token.len() == 28, "{token}");
+    let j: serde_json::Value = serde_json::from_str(&ok(anon(
+        &[
+            "operator",
+            "generate-root",
+            "-format=json",
+            &format!("-decode={encoded}"),
+            &format!("-otp={otp}"),
+        ],
+        "",
+    )))
+    .expect("json");
+    assert_eq!(j["token"], token.as_str());
+    let s = ok(run(a, h, Some(&token), &["token", "lookup"], ""));
+    assert_eq!(row(&s, "policies"), Some("[root]"), "{s}");
+    let o = anon(
+        &["operator", "generate-root", "-decode=AAAA", "-otp=short"],
+        "",
+    );
+    assert_eq!(code(&o), 1);
+    // -generate-otp, cancel, pgp refused.
+    let g = ok(anon(&["operator", "generate-root", "-generate-otp"], ""));
+    assert_eq!(g.trim().len(), 28, "{g}");
+    ok(anon(
+        &[
+            "operator",
+            "generate-root",
+            "-init",
+            &format!("-otp={}", g.trim()),
+        ],
+        "",
+    ));
+    assert_eq!(
+        ok(anon(&["operator", "generate-root", "-cancel"], "")),
+        "Success! Root token generation canceled (if it was started)\n"
+    );
+    assert_eq!(
+        row(
+            &ok(anon(&["operator", "generate-root", "-status"], "")),
+            "Started"
+        ),
+        Some("false")
+    );
+    let o = anon(
+        &["operator", "generate-root", "-init", "-pgp-key=key.asc"],
+        "",
+    );
+    assert_eq!(code(&o), 2);
+    assert!(err(&o).contains("not supported"), "{}", err(&o));
+}
+
+/// A server from a configuration file with `seal "static"` (auto-unseal):
+/// certificates and a raw 32-byte key file in `dir`, SQLite, plain HTTP on
+/// an ephemeral port.
+struct AutoUnsealServer {
+    child: Child,
+    addr: String,
+}
+
+impl AutoUnsealServer {
+    fn start(dir: &Path) -> AutoUnsealServer {
+        let certs = dir.join("certs");
+        let status = Command::new(BIN)
+            .args(["certs", "-dir", certs.to_str().expect("utf-8 path")])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run bulwark certs");
+        assert!(status.success(), "bulwark certs failed");
+        let key = dir.join("seal.key");
+        std::fs::write(&key, [0xa7u8; 32]).expect("write key");
+        let config = dir.join("bulwark.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "storage \"sqlite\" {{ path = \"{}\" }}\n\
+                 listener \"tcp\" {{\n  address = \"127.0.0.1:0\"\n  tls_disable = true\n}}\n\
+                 cluster {{\n  cert_dir = \"{}\"\n}}\n\
+                 seal \"static\" {{\n  current_key_id = \"cli-test\"\n  current_key = \"file://{}\"\n}}\n",
+                dir.join("bulwark.db").display(),
+                certs.display(),
+                key.display()
+            ),
+        )
+        .expect("write config");
+        let mut child = Command::new(BIN)
+            .args(["server", "-config", config.to_str().expect("utf-8 path")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addr = String::new();
+        for line in lines.by_ref() {
+            let line = line.expect("read server stdout");
+            if let Some(a) = line.trim().strip_prefix("Api Address: ") {
+                addr = a.to_string();
+            }
+            if line.contains("Bulwark server started") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        assert!(addr.starts_with("http://"), "no Api Address line");
+        AutoUnsealServer { child, addr }
+    }
+}
+
+impl Drop for AutoUnsealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `status`, `operator init` and `operator rekey -target=recovery` against
+/// an auto-unsealed server: recovery keys, as Vault's CLI shows them.
+#[test]
+fn auto_unseal_init_and_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = AutoUnsealServer::start(dir.path());
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path();
+    let anon = |args: &[&str]| run(&srv.addr, h, None, args, "");
+
+    let o = anon(&["status"]);
+    assert_eq!(code(&o), 2, "sealed before init");
+    let s = out(&o);
+    assert_eq!(row(&s, "Seal Type"), Some("static"), "{s}");
+    assert_eq!(row(&s, "Recovery Seal Type"), Some("shamir"), "{s}");
+    assert_eq!(row(&s, "Initialized"), Some("false"), "{s}");
+
+    // Unseal key flags are refused by the server under an auto seal.
+    let o = anon(&["operator", "init", "-key-shares=3"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        err(&o).contains("parameters secret_shares not applicable to seal type static"),
+        "{}",
+        err(&o)
+    );
+
+    let s = ok(anon(&[
+        "operator",
+        "init",
+        "-recovery-shares=5",
+        "-recovery-threshold=3",
+    ]));
+    // Vault's lines: `Recovery Key <i>: <base64>`.
+    let line = |label: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(str::to_string)
+    };
+    for i in 1..=5 {
+        let k = line(&format!("Recovery Key {i}: ")).unwrap_or_default();
+        assert_eq!(k.len(), 44, "base64 of a 33-byte share: {s}");
+    }
+    assert!(!s.contains("Unseal Key"), "{s}");
+    assert!(
+        line("Initial Root Token: ").is_some_and(|t| t.starts_with("hvs.")),
+        "{s}"
+    );
+    assert!(s.contains("Success! Vault is initialized"), "{s}");
+    assert!(
+        s.contains("Recovery key initialized with 5 key shares and a key threshold of 3."),
+        "{s}"
+    );
+
+    // Already unsealed; the table names the recovery shares.
+    let s = ok(anon(&["status"]));
+    assert_eq!(row(&s, "Sealed"), Some("false"), "{s}");
+    assert_eq!(row(&s, "Total Recovery Shares"), Some("5"), "{s}");
+    assert_eq!(row(&s, "Threshold"), Some("3"), "{s}");
+    assert!(row(&s, "Total Shares").is_none(), "{s}");
+
+    // The recovery keys are rekeyed through sys/rekey-recovery-key.
+    let s = ok(anon(&[
+        "operator",
+        "rekey",
+        "-target=recovery",
+        "-init",
+        "-key-shares=3",
+        "-key-threshold=2",
+    ]));
+    assert_eq!(row(&s, "New Shares"), Some("3"), "{s}");
+    assert_eq!(row(&s, "Rekey Progress"), Some("0/3"), "{s}");
+    ok(anon(&["operator", "rekey", "-target=recovery", "-cancel"]));
+    let s = ok(anon(&["operator", "rekey", "-target=recovery", "-status"]));
+    assert_eq!(row(&s, "Started"), Some("false"), "{s}");
+}

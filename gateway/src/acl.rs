@@ -12,10 +12,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bulwark_proto::auth::v1::auth_client::AuthClient;
-use bulwark_proto::auth::v1::{AuthenticateRequest, TokenEntry, WatchRevocationsRequest};
+use bulwark_proto::auth::v1::{
+    AckRevocationsRequest, AuthenticateRequest, TokenEntry, WatchRevocationsRequest,
+};
 use bulwark_proto::policy::v1::policy_client::PolicyClient;
 use bulwark_proto::policy::v1::{
-    AuthorizeRequest, AuthorizeResponse, Operation as PolicyOp, WatchPoliciesRequest,
+    AckPoliciesRequest, AuthorizeRequest, AuthorizeResponse, Operation as PolicyOp,
+    WatchPoliciesRequest,
 };
 use bulwark_shared::grpc::Channel;
 use futures::StreamExt;
@@ -63,6 +66,8 @@ type DecisionKey = (String, String, i32, bool);
 pub struct AclCache {
     tokens: RwLock<TokenCache>,
     token_live: AtomicBool,
+    /// Revocation streams open (one per auth replica).
+    token_streams: std::sync::atomic::AtomicUsize,
     token_gen: AtomicU64,
     decisions: RwLock<HashMap<DecisionKey, AuthorizeResponse>>,
     policy_live: AtomicBool,
@@ -82,6 +87,7 @@ impl AclCache {
         Arc::new(AclCache {
             tokens: RwLock::default(),
             token_live: AtomicBool::new(false),
+            token_streams: Default::default(),
             token_gen: AtomicU64::new(0),
             decisions: RwLock::default(),
             policy_live: AtomicBool::new(false),
@@ -93,43 +99,45 @@ impl AclCache {
     /// changes, for as long as the process runs.
     pub fn spawn_watchers(
         self: &Arc<Self>,
-        auth: AuthClient<Channel>,
+        auth_replicas: Vec<AuthClient<Channel>>,
         policy: PolicyClient<Channel>,
     ) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut client = auth.clone();
-                if let Ok(resp) = client.watch_revocations(WatchRevocationsRequest {}).await {
-                    let mut stream = resp.into_inner();
-                    // Events may have been missed while disconnected.
-                    me.clear_tokens();
-                    me.token_live.store(true, Ordering::SeqCst);
-                    while let Some(Ok(ev)) = stream.next().await {
-                        me.token_gen.fetch_add(1, Ordering::SeqCst);
-                        let mut c = me.tokens.write().unwrap_or_else(|e| e.into_inner());
-                        for acc in ev.accessors {
-                            if let Some(h) = c.by_accessor.remove(&acc) {
-                                c.by_hash.remove(&h);
-                            }
-                        }
-                    }
+        // One revocation stream from every auth replica: a revocation
+        // answers only once each stream's watcher acknowledged it, so no
+        // replica's revocation can be outrun by a request to this gateway.
+        for auth in auth_replicas {
+            let me = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    me.follow_revocations(auth.clone()).await;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                me.token_live.store(false, Ordering::SeqCst);
-                me.clear_tokens();
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        });
+            });
+        }
         let me = self.clone();
         tokio::spawn(async move {
             loop {
                 let mut client = policy.clone();
-                if let Ok(resp) = client.watch_policies(WatchPoliciesRequest {}).await {
+                let req = WatchPoliciesRequest { acknowledge: true };
+                if let Ok(resp) = client.watch_policies(req).await {
                     let mut stream = resp.into_inner();
                     me.clear_decisions();
                     me.policy_live.store(true, Ordering::SeqCst);
-                    while let Some(Ok(_)) = stream.next().await {
+                    let mut watcher_id = String::new();
+                    while let Some(Ok(ev)) = stream.next().await {
                         me.clear_decisions();
+                        if !ev.watcher_id.is_empty() {
+                            watcher_id = ev.watcher_id;
+                        } else if !watcher_id.is_empty() {
+                            let mut c = client.clone();
+                            let ack = AckPoliciesRequest {
+                                watcher_id: watcher_id.clone(),
+                                generation: ev.generation,
+                            };
+                            tokio::spawn(async move {
+                                let _ = c.ack_policies(ack).await;
+                            });
+                        }
                     }
                 }
                 me.policy_live.store(false, Ordering::SeqCst);
@@ -137,6 +145,54 @@ impl AclCache {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
+    }
+
+    /// Applies one auth replica's revocation stream until it ends,
+    /// acknowledging every event once applied.
+    async fn follow_revocations(&self, mut client: AuthClient<Channel>) {
+        let req = WatchRevocationsRequest { acknowledge: true };
+        let Ok(resp) = client.watch_revocations(req).await else {
+            return;
+        };
+        let mut stream = resp.into_inner();
+        let mut watcher_id = String::new();
+        // Events may have been missed while disconnected.
+        self.clear_tokens();
+        if self.token_streams.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.token_live.store(true, Ordering::SeqCst);
+        }
+        while let Some(Ok(ev)) = stream.next().await {
+            if !ev.watcher_id.is_empty() {
+                watcher_id = ev.watcher_id.clone();
+            }
+            if ev.accessors.iter().any(|a| a == "*") {
+                // Revocations may have been missed (auth lost its
+                // replicas' notices): trust nothing cached.
+                self.clear_tokens();
+            } else if !ev.accessors.is_empty() {
+                self.token_gen.fetch_add(1, Ordering::SeqCst);
+                let mut c = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+                for acc in &ev.accessors {
+                    if let Some(h) = c.by_accessor.remove(acc) {
+                        c.by_hash.remove(&h);
+                    }
+                }
+            }
+            if !ev.accessors.is_empty() && !watcher_id.is_empty() {
+                let mut c = client.clone();
+                let ack = AckRevocationsRequest {
+                    watcher_id: watcher_id.clone(),
+                    generation: ev.generation,
+                };
+                tokio::spawn(async move {
+                    let _ = c.ack_revocations(ack).await;
+                });
+            }
+        }
+        if self.token_streams.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.token_live.store(false, Ordering::SeqCst);
+        }
+        self.clear_tokens();
     }
 
     fn clear_tokens(&self) {

@@ -204,27 +204,42 @@ impl Context {
         r
     }
 
-    async fn send(&self, gw: &Gateway, entry: Value) -> Result<(), ApiError> {
-        gw.audit()
+    /// Sends one entry, timing it in `timing` and counting a failure in
+    /// `failures` (Vault's `vault.audit.log_request[_failure]` and
+    /// `…log_response[_failure]`).
+    async fn send(
+        &self,
+        gw: &Gateway,
+        entry: Value,
+        timing: &prometheus::Histogram,
+        failures: &prometheus::IntCounter,
+    ) -> Result<(), ApiError> {
+        let start = std::time::Instant::now();
+        let sent = gw
+            .audit()
             .log(LogRequest {
                 entry: serde_json::to_vec(&entry).expect("entry serializes"),
                 non_hmac_request_keys: self.non_hmac_request_keys.clone(),
                 non_hmac_response_keys: self.non_hmac_response_keys.clone(),
             })
-            .await
-            .map(|_| ())
-            .map_err(|s| {
-                tracing::error!(code = ?s.code(), "audit failed; refusing the request");
-                ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error",
-                )
-            })
+            .await;
+        timing.observe(start.elapsed().as_secs_f64());
+        sent.map(|_| ()).map_err(|s| {
+            failures.inc();
+            tracing::error!(code = ?s.code(), "audit failed; refusing the request");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            )
+        })
     }
 
     /// Records the request (before it is acted on).
     pub async fn log_request(&self, gw: &Gateway, error: &str) -> Result<(), ApiError> {
-        self.send(gw, self.entry("request", None, error)).await
+        let m = bulwark_shared::metrics::metrics();
+        let entry = self.entry("request", None, error);
+        self.send(gw, entry, &m.audit_log_request, &m.audit_request_failure)
+            .await
     }
 
     /// Records the response (`body` as the client will get it).
@@ -234,8 +249,9 @@ impl Context {
         body: &Value,
         error: &str,
     ) -> Result<(), ApiError> {
-        let response = self.response_json(body);
-        self.send(gw, self.entry("response", Some(response), error))
+        let m = bulwark_shared::metrics::metrics();
+        let entry = self.entry("response", Some(self.response_json(body)), error);
+        self.send(gw, entry, &m.audit_log_response, &m.audit_response_failure)
             .await
     }
 }

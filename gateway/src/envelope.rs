@@ -31,10 +31,10 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// An empty envelope with a fresh request id.
+    /// An empty envelope carrying the id of the request being served.
     pub fn new(mount_type: &str) -> Self {
         Envelope {
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: crate::observe::request_id(),
             lease_id: String::new(),
             renewable: false,
             lease_duration: 0,

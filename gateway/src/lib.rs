@@ -16,6 +16,7 @@ pub mod error;
 pub mod listener;
 mod methods;
 pub mod mounts;
+pub mod observe;
 mod reply;
 pub mod request;
 mod sys;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
@@ -41,11 +42,10 @@ use bulwark_proto::kv::v1::kv_client::KvClient;
 use bulwark_proto::pki::v1::pki_client::PkiClient;
 use bulwark_proto::policy::v1::policy_client::PolicyClient;
 use bulwark_proto::seal::v1::seal_client::SealClient;
+use bulwark_proto::transit::v1::transit_client::TransitClient;
 use bulwark_shared::barrier::Barrier;
 use bulwark_shared::grpc::{Channel, KeyedRuntime, SealWatcher};
 use bulwark_shared::storage::Database;
-use tracing::Instrument;
-use tracing_opentelemetry_ext::set_parent;
 
 use crate::acl::{needs_sudo, policy_op, AclCache, Caller};
 use crate::error::ApiError;
@@ -56,13 +56,6 @@ use bulwark_proto::policy::v1::Operation as PolicyOp;
 pub const VERSION: &str = concat!("1.16.0+bulwark.", env!("CARGO_PKG_VERSION"));
 pub const BUILD_DATE: &str = "2026-11-24T00:00:00Z";
 
-mod tracing_opentelemetry_ext {
-    pub fn set_parent(span: &tracing::Span, headers: &axum::http::HeaderMap) {
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let _ = span.set_parent(bulwark_shared::telemetry::extract(headers));
-    }
-}
-
 /// Channels to the services the gateway fans out to.
 pub struct Upstreams {
     pub seal: Channel,
@@ -72,6 +65,7 @@ pub struct Upstreams {
     pub audit: Channel,
     pub dynamic_db: Channel,
     pub pki: Channel,
+    pub transit: Channel,
 }
 
 struct Inner {
@@ -89,7 +83,13 @@ struct Inner {
     leases: LeasesClient<Channel>,
     dynamic_db: DynamicDbClient<Channel>,
     pki: PkiClient<Channel>,
+    transit: TransitClient<Channel>,
     migrations: std::sync::Mutex<std::collections::VecDeque<(String, String, String)>>,
+    /// The gateway's own settings (`sys/config/metrics`).
+    config: Barrier,
+    scrapers: observe::Scrapers,
+    /// `sys/metrics` without a token (the listener's telemetry setting).
+    unauthenticated_metrics: std::sync::atomic::AtomicBool,
 }
 
 /// Shared gateway state. Cheap to clone.
@@ -105,21 +105,39 @@ impl Gateway {
         up: Upstreams,
         db: &Database,
     ) -> Result<Self, bulwark_shared::storage::StorageError> {
-        let seal = SealClient::new(up.seal);
+        let seal = SealClient::new(up.seal.clone());
         let rt = KeyedRuntime::start(seal.clone());
         let barrier = Barrier::new(db.namespace("gateway").await?, rt.keyring.clone());
+        let bus = bulwark_shared::bus::Bus::new(db.clone());
+        let scrapers = observe::Scrapers::new([
+            up.seal.clone(),
+            up.auth.clone(),
+            up.policy.clone(),
+            up.kv.clone(),
+            up.audit.clone(),
+            up.dynamic_db.clone(),
+            up.pki.clone(),
+            up.transit.clone(),
+        ]);
+        let auth_replicas: Vec<AuthClient<Channel>> = bulwark_shared::grpc::each_replica(&up.auth)
+            .into_iter()
+            .map(AuthClient::new)
+            .collect();
         let methods = MethodsClient::new(up.auth.clone());
         let leases = LeasesClient::new(up.auth.clone());
         let dynamic_db = DynamicDbClient::new(up.dynamic_db);
         let pki = PkiClient::new(up.pki);
+        let transit = TransitClient::new(up.transit)
+            .max_decoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE)
+            .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE);
         let auth = AuthClient::new(up.auth);
         let policy = PolicyClient::new(up.policy);
         let acl = AclCache::new();
-        acl.spawn_watchers(auth.clone(), policy.clone());
+        acl.spawn_watchers(auth_replicas, policy.clone());
         let audit = AuditClient::new(up.audit)
             .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE);
         let audit_need = audit::AuditNeed::spawn(audit.clone());
-        Ok(Gateway {
+        let gw = Gateway {
             inner: Arc::new(Inner {
                 seal,
                 seal_watch: rt.seal,
@@ -131,15 +149,48 @@ impl Gateway {
                 audit,
                 audit_need,
                 acl,
-                mounts: mounts::MountTable::new(mounts::Table::Secrets, barrier.clone()),
-                auth_mounts: mounts::MountTable::new(mounts::Table::Auth, barrier),
+                mounts: mounts::MountTable::new(mounts::Table::Secrets, barrier.clone())
+                    .with_bus(bus.clone()),
+                auth_mounts: mounts::MountTable::new(mounts::Table::Auth, barrier.clone())
+                    .with_bus(bus.clone()),
+                config: barrier,
+                scrapers,
+                unauthenticated_metrics: Default::default(),
                 methods,
                 leases,
                 dynamic_db,
                 pki,
+                transit,
                 migrations: Default::default(),
             }),
-        })
+        };
+        // Mount changes made through other gateway replicas.
+        let weak = Arc::downgrade(&gw.inner);
+        let mut notices = bus.subscribe(mounts::MOUNTS_TOPIC);
+        tokio::spawn(async move {
+            while notices.recv().await.is_some() {
+                let Some(inner) = weak.upgrade() else { return };
+                inner.mounts.forget();
+                inner.auth_mounts.forget();
+            }
+        });
+        Ok(gw)
+    }
+
+    /// Lets `sys/metrics` answer without a token (`telemetry {
+    /// unauthenticated_metrics_access = true }`).
+    pub fn allow_unauthenticated_metrics(&self, on: bool) {
+        self.inner
+            .unauthenticated_metrics
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn config_store(&self) -> &Barrier {
+        &self.inner.config
+    }
+
+    pub(crate) fn scrapers(&self) -> &observe::Scrapers {
+        &self.inner.scrapers
     }
 
     pub(crate) fn audit(&self) -> AuditClient<Channel> {
@@ -177,6 +228,10 @@ impl Gateway {
 
     pub(crate) fn pki(&self) -> PkiClient<Channel> {
         self.inner.pki.clone()
+    }
+
+    pub(crate) fn transit(&self) -> TransitClient<Channel> {
+        self.inner.transit.clone()
     }
 
     pub(crate) fn record_migration(&self, id: &str, from: &str, to: &str) {
@@ -338,7 +393,7 @@ pub fn router(gw: Gateway) -> Router {
         .route("/v1/{*path}", any(handle_v1))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::map_response(common_headers))
-        .layer(middleware::from_fn(trace_request))
+        .layer(middleware::from_fn(observe::trace_request))
         .with_state(gw)
 }
 
@@ -360,19 +415,6 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
-}
-
-async fn trace_request(req: Request<Body>, next: Next) -> Response {
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{} {}", req.method(), req.uri().path()),
-        http.method = %req.method(),
-        http.status = tracing::field::Empty,
-    );
-    set_parent(&span, req.headers());
-    let resp = next.run(req).instrument(span.clone()).await;
-    span.record("http.status", resp.status().as_u16());
-    resp
 }
 
 /// Every response carries `Cache-Control: no-store` and a JSON content type
@@ -464,12 +506,21 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         return Err(ApiError::not_found());
     }
     let op = request::operation(&req.method, &req.query)?;
+    if req.path.starts_with("sys/") || req.path.starts_with("auth/token/") {
+        observe::set_route(observe::system_route(&req.path));
+    }
     match req.path.as_str() {
         "sys/init" => return sys::lifecycle::init(gw, req).await,
         "sys/unseal" => return sys::lifecycle::unseal(gw, req).await,
         "sys/seal-status" => return sys::lifecycle::seal_status(gw, req).await,
         "sys/health" => return sys::lifecycle::health(gw, req).await,
         "sys/leader" => return sys::lifecycle::leader(gw, req).await,
+        "sys/rekey/init" => return sys::keys::rekey_init(gw, req).await,
+        "sys/rekey/update" => return sys::keys::rekey_update(gw, req).await,
+        "sys/rekey-recovery-key/init" => return sys::keys::rekey_recovery_init(gw, req).await,
+        "sys/rekey-recovery-key/update" => return sys::keys::rekey_recovery_update(gw, req).await,
+        "sys/generate-root/attempt" => return sys::keys::generate_root_attempt(gw, req).await,
+        "sys/generate-root/update" => return sys::keys::generate_root_update(gw, req).await,
         _ => {}
     }
     if gw.sealed().await {
@@ -489,10 +540,17 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         gw.mounts().route(&path).await?
     };
     let auth_method = path.starts_with("auth/") && mount.is_some();
+    if let Some((m, rest)) = &mount {
+        observe::set_route(observe::mount_route(m, rest, auth_method));
+    }
     // Logins and wrapping-token requests carry no token to check.
     let anonymous = match &mount {
         Some((m, rest)) if auth_method => methods::is_login(&m.kind, rest),
         Some((m, rest)) if m.kind == "pki" => engines::pki::is_public(rest, op),
+        _ if path == "sys/metrics" => gw
+            .inner
+            .unauthenticated_metrics
+            .load(std::sync::atomic::Ordering::Relaxed),
         _ => wrapping::unauthenticated(&req, &path),
     };
     // Audit entries name an auth mount by its full path (`auth/userpass/`).
@@ -506,7 +564,7 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
     // Skipped only while the audit service says no device is configured.
     let audited = audit::audited(&path) && gw.audit_need().needed();
     let mut ctx = audit::Context::new(
-        uuid::Uuid::new_v4().to_string(),
+        observe::request_id(),
         &path,
         audit_data(&req),
         req.remote,
@@ -692,6 +750,7 @@ async fn route(
             "kv" | "cubbyhole" => engines::kv::handle(gw, req, op, &m, &rest, caller).await,
             "database" => engines::database::handle(gw, req, op, &m, &rest, caller).await,
             "pki" => engines::pki::handle(gw, req, op, &m, &rest).await,
+            "transit" => engines::transit::handle(gw, req, op, &m, &rest, caps).await,
             _ => Err(ApiError::no_route(path.trim_end_matches('/'))),
         };
     }
@@ -700,6 +759,10 @@ async fn route(
     use sys::policy::Family;
     match route {
         "sys/seal" => sys::lifecycle::seal(gw, req).await,
+        "sys/rotate" => sys::keys::rotate(gw, op).await,
+        "sys/key-status" => sys::keys::key_status(gw, op).await,
+        "sys/metrics" => observe::sys_metrics(gw, req, op).await,
+        "sys/config/metrics" => observe::config_metrics(gw, req, op).await,
         "sys/policy" => sys::policy::list(gw, Family::Legacy, op).await,
         "sys/policies/acl" => sys::policy::list(gw, Family::Acl, op).await,
         "sys/mounts" => sys::mounts::list(gw, op).await,

@@ -104,27 +104,147 @@ pub fn tls_config(
     cert_pem_file: &Path,
     key_pem_file: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, ListenerError> {
-    let certs = load_certs(cert_pem_file)?;
-    let key = load_key(key_pem_file)?;
+    reloadable_tls_config(cert_pem_file, key_pem_file, &ClientAuth::Request).map(|(c, _)| c)
+}
+
+/// What the listener asks of clients' certificates.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// Requested, any chain accepted (the cert auth method judges trust).
+    Request,
+    /// Verified against the CAs in `ca_file` when presented; with
+    /// `required`, a client without one is refused
+    /// (`tls_client_ca_file`, `tls_require_and_verify_client_cert`).
+    Verify {
+        ca_file: std::path::PathBuf,
+        required: bool,
+    },
+}
+
+fn client_verifier(
+    auth: &ClientAuth,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, ListenerError> {
+    match auth {
+        ClientAuth::Request => Ok(Arc::new(RequestClientCert::new(provider))),
+        ClientAuth::Verify { ca_file, required } => {
+            const WHAT: &str = "tls_client_ca_file";
+            let pem = read_pem(WHAT, ca_file)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert =
+                    cert.map_err(|e| file_error(WHAT, ca_file, format!("invalid PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| file_error(WHAT, ca_file, format!("unusable CA: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(file_error(
+                    WHAT,
+                    ca_file,
+                    "no CERTIFICATE block found in PEM",
+                ));
+            }
+            let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            );
+            let builder = if *required {
+                builder
+            } else {
+                builder.allow_unauthenticated()
+            };
+            builder
+                .build()
+                .map_err(|e| file_error(WHAT, ca_file, format!("unusable: {e}")))
+        }
+    }
+}
+
+/// [`tls_config`] and the handle that swaps its certificate and key
+/// (SIGHUP): new handshakes use the new pair, open connections go on.
+pub fn reloadable_tls_config(
+    cert_pem_file: &Path,
+    key_pem_file: &Path,
+    client_auth: &ClientAuth,
+) -> Result<(Arc<rustls::ServerConfig>, CertReloader), ListenerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(RequestClientCert::new(&provider));
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let current = certified_key(cert_pem_file, key_pem_file, &provider)?;
+    let resolver = Arc::new(SwappableCert(std::sync::RwLock::new(current)));
+    let verifier = client_verifier(client_auth, &provider)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => file_error(
-                "tls_key_file",
-                key_pem_file,
-                format!(
-                    "the key does not match the certificate in {}",
-                    cert_pem_file.display()
-                ),
-            ),
-            other => ListenerError::Tls(other),
-        })?;
+        .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((
+        Arc::new(config),
+        CertReloader {
+            resolver,
+            provider,
+            cert_file: cert_pem_file.to_path_buf(),
+            key_file: key_pem_file.to_path_buf(),
+        },
+    ))
+}
+
+/// Reads a certificate chain and its key, checking that they match.
+fn certified_key(
+    cert_pem_file: &Path,
+    key_pem_file: &Path,
+    provider: &CryptoProvider,
+) -> Result<Arc<rustls::sign::CertifiedKey>, ListenerError> {
+    let certs = load_certs(cert_pem_file)?;
+    let key = load_key(key_pem_file)?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|_| file_error("tls_key_file", key_pem_file, "unsupported private key"))?;
+    let ck = rustls::sign::CertifiedKey::new(certs, signing);
+    match ck.keys_match() {
+        Ok(()) => Ok(Arc::new(ck)),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(file_error(
+            "tls_key_file",
+            key_pem_file,
+            format!(
+                "the key does not match the certificate in {}",
+                cert_pem_file.display()
+            ),
+        )),
+        Err(other) => Err(ListenerError::Tls(other)),
+    }
+}
+
+/// The listener's certificate, replaceable while serving.
+#[derive(Debug)]
+struct SwappableCert(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl rustls::server::ResolvesServerCert for SwappableCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// Re-reads the listener's certificate and key files (see
+/// [`reloadable_tls_config`]).
+#[derive(Clone)]
+pub struct CertReloader {
+    resolver: Arc<SwappableCert>,
+    provider: Arc<CryptoProvider>,
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+}
+
+impl CertReloader {
+    /// Loads the files again; on any error the old pair stays in use.
+    pub fn reload(&self) -> Result<(), ListenerError> {
+        let fresh = certified_key(&self.cert_file, &self.key_file, &self.provider)?;
+        *self.resolver.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
 }
 
 /// Requests a client certificate, accepts any chain (trust is the cert auth

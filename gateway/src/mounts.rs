@@ -7,9 +7,10 @@
 //! relative to `auth/`). `sys/`, `cubbyhole/` and `identity/` (secrets) and
 //! `token/` (auth) are built in and never stored.
 //! Routing is by longest prefix; nested mounts are refused as Vault refuses
-//! them. A change made through another gateway replica is seen when the cache
-//! is refreshed (every [`REFRESH`]), not at once: pushed invalidation across
-//! replicas arrives with the production topology.
+//! them. A change made through one gateway replica is announced on the
+//! notice bus ([`MOUNTS_TOPIC`]) and the other replicas drop their cache at
+//! once; the cache is also refreshed every [`REFRESH`] (the bus delivers at
+//! most once).
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -235,7 +236,11 @@ pub struct MountTable {
     table: Table,
     barrier: Barrier,
     cache: RwLock<Option<Cached>>,
+    bus: Option<bulwark_shared::bus::Bus>,
 }
+
+/// The bus topic on which gateway replicas announce mount table changes.
+pub const MOUNTS_TOPIC: &str = "gateway_mounts";
 
 impl MountTable {
     pub fn new(table: Table, barrier: Barrier) -> Self {
@@ -243,7 +248,14 @@ impl MountTable {
             table,
             barrier,
             cache: RwLock::new(None),
+            bus: None,
         }
+    }
+
+    /// Announces this table's changes to the other gateway replicas.
+    pub fn with_bus(mut self, bus: bulwark_shared::bus::Bus) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// Drops the cache (on seal).
@@ -327,6 +339,11 @@ impl MountTable {
             .map_err(tonic::Status::from)?;
             if written {
                 self.forget();
+                if let Some(bus) = &self.bus {
+                    if let Err(e) = bus.publish(MOUNTS_TOPIC, self.table.record()).await {
+                        tracing::warn!(error = %e, "could not tell other gateways of a mount change");
+                    }
+                }
                 return Ok(out);
             }
         }

@@ -63,6 +63,16 @@ pub fn token_info(e: &TokenEntry) -> Value {
     v
 }
 
+/// The TTL just granted: from the issue (or last renewal) to expiry, so a
+/// second boundary crossed between the grant and this answer does not show
+/// as `599` for a `10m` token, as Vault never does.
+fn granted_ttl(e: &TokenEntry) -> i64 {
+    if e.expire_time == 0 {
+        return 0;
+    }
+    (e.expire_time - e.creation_time.max(e.last_renewal_time)).max(0)
+}
+
 /// The `auth` block of a create, login or renew answer.
 pub fn auth_block(client_token: &str, e: &TokenEntry) -> Value {
     json!({
@@ -71,7 +81,7 @@ pub fn auth_block(client_token: &str, e: &TokenEntry) -> Value {
         "policies": e.policies,
         "token_policies": e.policies,
         "metadata": meta_value(&e.meta),
-        "lease_duration": e.ttl,
+        "lease_duration": granted_ttl(e),
         "renewable": e.renewable,
         "entity_id": "",
         "token_type": if e.r#type.is_empty() { "service" } else { e.r#type.as_str() },

@@ -47,3 +47,15 @@ pub mod seal {
 
 /// Encoded `FileDescriptorSet` of every Bulwark proto (for reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bulwark_descriptor");
+
+pub mod telemetry {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.telemetry.v1");
+    }
+}
+
+pub mod transit {
+    pub mod v1 {
+        tonic::include_proto!("bulwark.transit.v1");
+    }
+}

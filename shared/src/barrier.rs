@@ -167,6 +167,12 @@ impl Barrier {
         Ok(self.storage.delete(path).await?)
     }
 
+    /// How many entries start with `prefix` (any depth). Reads no values,
+    /// so it works sealed too.
+    pub async fn count(&self, prefix: &str) -> Result<u64, BarrierError> {
+        Ok(self.storage.count(prefix).await?)
+    }
+
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BarrierError> {
         self.keyring.ensure_active().await?;
         Ok(self.storage.list(prefix).await?)

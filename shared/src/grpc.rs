@@ -3,23 +3,27 @@
 //! * [`serve`] runs a tonic server with mTLS (client certificates required,
 //!   signed by the internal CA), one span per RPC continuing the caller's trace
 //!   ([`GrpcTraceLayer`]) and the per-RPC peer allow-list ([`PeerAuthzLayer`]).
+//!   Every server also answers `bulwark.telemetry.v1.Telemetry/Scrape` (the
+//!   process's metrics) for the gateway.
 //! * [`connect`] makes a lazily connected, multiplexed mTLS channel to a peer
-//!   that injects the trace context into every call.
+//!   with a client span per call (trace context and request id propagated).
 //! * [`SealWatcher`] follows the seal service's state stream and keeps a
 //!   service's [`Keyring`] in step: keys fetched on unseal, zeroized on seal or
 //!   when the stream breaks (fail closed).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_proto::seal::v1::seal_client::SealClient;
 use bulwark_proto::seal::v1::{ServiceKeyRequest, WatchSealStateRequest};
+use bulwark_proto::telemetry::v1::telemetry_server::{Telemetry, TelemetryServer};
+use bulwark_proto::telemetry::v1::{ScrapeRequest, ScrapeResponse};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -28,7 +32,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::keyring::{DataKey, KeyError, KeyLoader, Keyring};
 use crate::names::ServiceName;
 use crate::peer::{AllowList, PeerAuthzLayer};
-use crate::telemetry::{GrpcTraceLayer, TraceInjector};
+use crate::telemetry::{GrpcClientTrace, GrpcTraceLayer};
 use crate::tls::ServiceIdentity;
 
 /// Largest gRPC message on the paths that carry request bodies (kv values,
@@ -36,8 +40,14 @@ use crate::tls::ServiceIdentity;
 /// the request body plus its envelope.
 pub const MAX_BODY_MESSAGE: usize = 96 * 1024 * 1024;
 
-/// A channel to a peer service: mTLS, HTTP/2 multiplexed, trace-propagating.
-pub type Channel = InterceptedService<tonic::transport::Channel, TraceInjector>;
+/// A channel to a peer service (one address, or several replicas): mTLS,
+/// HTTP/2 multiplexed, one client span per call with the trace context and
+/// request id propagated.
+pub type Channel = GrpcClientTrace<Replicas>;
+
+/// Every server's telemetry service (the process's metrics), called by the
+/// gateway's `sys/metrics`.
+const TELEMETRY_SERVICE: &str = "/bulwark.telemetry.v1.Telemetry/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
@@ -67,6 +77,8 @@ pub async fn serve(
         shutdown.await;
         let _ = fired_tx.send(());
     };
+    let allow = allow.allow(TELEMETRY_SERVICE, &[ServiceName::Gateway]);
+    let routes = routes.add_service(TelemetryServer::new(TelemetryService));
     let server = tonic::transport::Server::builder()
         .tls_config(identity.server_tls())?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -88,6 +100,23 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers `Scrape` with this process's metrics.
+struct TelemetryService;
+
+#[tonic::async_trait]
+impl Telemetry for TelemetryService {
+    async fn scrape(
+        &self,
+        _req: tonic::Request<ScrapeRequest>,
+    ) -> Result<tonic::Response<ScrapeResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ScrapeResponse {
+            instance: crate::metrics::instance_id().to_string(),
+            process: crate::metrics::process_name().to_string(),
+            families: crate::metrics::metrics().gather_encoded(),
+        }))
+    }
+}
+
 /// How long a stopping server waits for open calls to finish.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
@@ -98,17 +127,124 @@ pub fn connect(
     target: ServiceName,
     addr: &str,
 ) -> Result<Channel, GrpcError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
-        .map_err(|_| GrpcError::BadAddress(addr.to_string()))?
-        .tls_config(identity.client_tls(target))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    Ok(InterceptedService::new(
-        endpoint.connect_lazy(),
-        TraceInjector,
-    ))
+    connect_replicas(identity, target, &[addr.to_string()])
+}
+
+/// A channel to the replicas of `target` at `addrs`, in order of
+/// preference: each call goes to the first replica whose health check says
+/// SERVING (followed with `grpc.health.v1.Health/Watch`, so a replica that
+/// dies is left at once and one that comes back is used again). With one
+/// address there is nothing to choose and nothing is watched.
+pub fn connect_replicas(
+    identity: &ServiceIdentity,
+    target: ServiceName,
+    addrs: &[String],
+) -> Result<Channel, GrpcError> {
+    if addrs.is_empty() {
+        return Err(GrpcError::BadAddress(String::new()));
+    }
+    let mut channels = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|_| GrpcError::BadAddress(addr.to_string()))?
+            .tls_config(identity.client_tls(target))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        channels.push(endpoint.connect_lazy());
+    }
+    let healthy: Arc<[AtomicBool]> = channels.iter().map(|_| AtomicBool::new(true)).collect();
+    if channels.len() > 1 {
+        for (i, ch) in channels.iter().enumerate() {
+            tokio::spawn(watch_health(ch.clone(), healthy.clone(), i));
+        }
+    }
+    Ok(GrpcClientTrace::new(Replicas {
+        channels: channels.into(),
+        healthy,
+    }))
+}
+
+/// The replicas of one service (see [`connect_replicas`]).
+#[derive(Clone)]
+pub struct Replicas {
+    channels: Arc<[tonic::transport::Channel]>,
+    healthy: Arc<[AtomicBool]>,
+}
+
+/// One channel per replica of `ch`'s service, for what must reach every
+/// replica (a watch stream from each).
+pub fn each_replica(ch: &Channel) -> Vec<Channel> {
+    let r = ch.get_ref();
+    r.channels
+        .iter()
+        .map(|c| {
+            GrpcClientTrace::new(Replicas {
+                channels: Arc::new([c.clone()]),
+                healthy: Arc::new([AtomicBool::new(true)]),
+            })
+        })
+        .collect()
+}
+
+impl Replicas {
+    /// The replica a call goes to now: the first healthy one (the first of
+    /// all when none is).
+    fn pick(&self) -> tonic::transport::Channel {
+        let i = self
+            .healthy
+            .iter()
+            .position(|h| h.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        self.channels[i].clone()
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Replicas {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Readiness is the chosen replica's, awaited in the call.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        use tower::ServiceExt;
+        let ch = self.pick();
+        Box::pin(async move { ch.oneshot(req).await })
+    }
+}
+
+/// Keeps `healthy[i]` in step with replica `i`'s health (SERVING or not;
+/// unreachable counts as not), for as long as the channel is used.
+async fn watch_health(ch: tonic::transport::Channel, healthy: Arc<[AtomicBool]>, i: usize) {
+    use tonic_health::pb::health_check_response::ServingStatus as S;
+    use tonic_health::pb::health_client::HealthClient;
+    let weak = Arc::downgrade(&healthy);
+    drop(healthy);
+    loop {
+        let mut client = HealthClient::new(ch.clone());
+        let req = tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        };
+        if let Ok(resp) = client.watch(req).await {
+            let mut stream = resp.into_inner();
+            while let Some(Ok(st)) = stream.next().await {
+                let Some(h) = weak.upgrade() else { return };
+                h[i].store(st.status == S::Serving as i32, Ordering::Relaxed);
+            }
+        }
+        let Some(h) = weak.upgrade() else { return };
+        h[i].store(false, Ordering::Relaxed);
+        drop(h);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// What a service knows of the seal state.
@@ -210,8 +346,11 @@ async fn watch_loop(
                     if sealed {
                         k.clear();
                     } else {
+                        // On unseal, and on every rotation (a new
+                        // `active_term`): new writes use the active term;
+                        // keys already held stay for reads of older data.
                         match loader.load(0).await {
-                            Ok((term, key)) => k.install(term, [(term, key)]),
+                            Ok((term, key)) => k.set_active(term, key),
                             Err(e) => {
                                 tracing::warn!(error = %e, "could not fetch service key");
                                 k.clear();

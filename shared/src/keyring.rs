@@ -66,6 +66,26 @@ impl Keyring {
         *self.write() = Some(KeyState { active, keys });
     }
 
+    /// Makes `term` (with `key`) the term new writes use, keeping the keys
+    /// already held so older data is read without a fetch (after a
+    /// rotation). Without keys, installs just this one.
+    pub fn set_active(&self, term: u32, key: DataKey) {
+        let mut guard = self.write();
+        let key = Arc::new(key);
+        match guard.as_mut() {
+            Some(state) => {
+                state.keys.insert(term, key);
+                state.active = term;
+            }
+            None => {
+                *guard = Some(KeyState {
+                    active: term,
+                    keys: [(term, key)].into_iter().collect(),
+                })
+            }
+        }
+    }
+
     /// Drops every key (each is zeroized when its last user lets go).
     pub fn clear(&self) {
         let mut guard = self.write();
@@ -197,6 +217,20 @@ mod tests {
             Keyring::new().ensure_active().await,
             Err(KeyError::Sealed)
         ));
+    }
+
+    #[tokio::test]
+    async fn set_active_keeps_older_keys() {
+        let k = Keyring::new();
+        k.set_active(1, Zeroizing::new([1u8; 32]));
+        assert_eq!(k.active().unwrap().0, 1);
+        k.set_active(2, Zeroizing::new([2u8; 32]));
+        let (term, key) = k.active().unwrap();
+        assert_eq!((term, key[0]), (2, 2));
+        // No loader: term 1 is still served from memory.
+        assert_eq!(k.get(1).await.unwrap()[0], 1);
+        k.clear();
+        assert!(matches!(k.active(), Err(KeyError::Sealed)));
     }
 
     #[tokio::test]

@@ -15,12 +15,13 @@ pub enum ServiceName {
     DynamicDb,
     Pki,
     Audit,
+    Transit,
     Gateway,
 }
 
 impl ServiceName {
     /// Every service, in start-up order (dependencies first).
-    pub const ALL: [ServiceName; 8] = [
+    pub const ALL: [ServiceName; 9] = [
         ServiceName::Seal,
         ServiceName::Auth,
         ServiceName::Policy,
@@ -28,6 +29,7 @@ impl ServiceName {
         ServiceName::DynamicDb,
         ServiceName::Pki,
         ServiceName::Audit,
+        ServiceName::Transit,
         ServiceName::Gateway,
     ];
 
@@ -40,6 +42,7 @@ impl ServiceName {
             ServiceName::DynamicDb => "dynamic-db",
             ServiceName::Pki => "pki",
             ServiceName::Audit => "audit",
+            ServiceName::Transit => "transit",
             ServiceName::Gateway => "gateway",
         }
     }
@@ -70,7 +73,7 @@ impl fmt::Display for ServiceName {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown service {0:?} (known: seal, auth, policy, kv, dynamic-db, pki, audit, gateway)")]
+#[error("unknown service {0:?} (known: seal, auth, policy, kv, dynamic-db, pki, audit, transit, gateway)")]
 pub struct UnknownService(pub String);
 
 impl FromStr for ServiceName {

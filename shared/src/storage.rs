@@ -22,6 +22,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 use sqlx::{ConnectOptions, Connection};
+use tracing::Instrument;
 
 /// Where a process keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +31,28 @@ pub enum StorageConfig {
     Sqlite { path: String },
     /// SQLite in memory: lost at exit. For `-dev` and tests.
     SqliteMemory,
-    /// PostgreSQL at this URL (`postgres://user:pass@host:port/db`).
-    Postgres { url: String, max_connections: u32 },
+    /// PostgreSQL at this URL (`postgres://user:pass@host:port/db`); every
+    /// table, advisory lock and notice channel is named with `table_prefix`
+    /// (default [`DEFAULT_TABLE_PREFIX`]), so several deployments can share
+    /// one database.
+    Postgres {
+        url: String,
+        max_connections: u32,
+        table_prefix: String,
+    },
+}
+
+/// The default prefix of every table (`bulwark_kv`, …).
+pub const DEFAULT_TABLE_PREFIX: &str = "bulwark_";
+
+/// Whether `p` can prefix SQL identifiers: lower-case ASCII letters, digits
+/// and `_`, starting with a letter or `_`, at most 24 bytes.
+pub fn valid_table_prefix(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 24
+        && !p.starts_with(|c: char| c.is_ascii_digit())
+        && p.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +61,24 @@ pub enum StorageError {
     BadNamespace(String),
     #[error("storage error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 #[derive(Clone)]
 enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+impl Pool {
+    /// OpenTelemetry's `db.system` name.
+    fn system(&self) -> &'static str {
+        match self {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgresql",
+        }
+    }
 }
 
 /// Runs `$body` with `$p` bound to whichever pool this database uses.
@@ -65,6 +98,8 @@ pub struct Database {
     /// What an SQLite in-process lock is scoped to: the file, or this
     /// in-memory database.
     lock_scope: Arc<str>,
+    /// Prefix of table, lock and channel names.
+    prefix: Arc<str>,
 }
 
 impl Database {
@@ -118,6 +153,7 @@ impl Database {
             StorageConfig::Postgres {
                 url,
                 max_connections,
+                ..
             } => Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections((*max_connections).max(1))
@@ -133,10 +169,36 @@ impl Database {
                 .unwrap_or(lock_scope),
             _ => lock_scope,
         };
-        Ok(Database { pool, lock_scope })
+        let prefix = match cfg {
+            StorageConfig::Postgres { table_prefix, .. } => {
+                if !valid_table_prefix(table_prefix) {
+                    return Err(StorageError::Invalid("invalid table prefix"));
+                }
+                Arc::from(table_prefix.as_str())
+            }
+            _ => Arc::from(DEFAULT_TABLE_PREFIX),
+        };
+        Ok(Database {
+            pool,
+            lock_scope,
+            prefix,
+        })
     }
 
     /// `"sqlite"` or `"postgresql"`, as `sys/seal-status` reports `storage_type`.
+    /// The PostgreSQL pool, when that is the backend (for the notice bus).
+    /// The prefix of this database's table, lock and channel names.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(p) => Some(p),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self.pool {
             Pool::Sqlite(_) => "sqlite",
@@ -155,7 +217,7 @@ impl Database {
         if !ok {
             return Err(StorageError::BadNamespace(name.to_string()));
         }
-        let table = format!("bulwark_{name}");
+        let table = format!("{}{name}", self.prefix);
         let sql = Sql::new(&table, matches!(self.pool, Pool::Sqlite(_)));
         // Concurrent processes may race on CREATE TABLE in PostgreSQL (a unique
         // violation on the catalog); the table exists afterwards either way.
@@ -217,7 +279,7 @@ impl Database {
             }
             Pool::Postgres(pool) => {
                 let opts = pool.connect_options();
-                let key = advisory_key(name);
+                let key = advisory_key(&format!("{}{name}", self.prefix));
                 let attempt = async {
                     let mut conn = opts.connect().await?;
                     let taken = sqlx::query("SELECT pg_try_advisory_lock($1)")
@@ -450,6 +512,7 @@ struct Sql {
     delete: String,
     delete_if: String,
     list: String,
+    count: String,
 }
 
 impl Sql {
@@ -476,6 +539,7 @@ impl Sql {
             delete: format!("DELETE FROM {table} WHERE key = {p1}"),
             delete_if: format!("DELETE FROM {table} WHERE key = {p1} AND value = {p2}"),
             list: format!("SELECT key FROM {table} WHERE key LIKE {p1} ESCAPE '\\' ORDER BY key"),
+            count: format!("SELECT COUNT(*) FROM {table} WHERE key LIKE {p1} ESCAPE '\\'"),
         }
     }
 }
@@ -493,25 +557,60 @@ impl Storage {
         &self.namespace
     }
 
+    /// Runs one storage operation inside a `storage.<op>` span, recording
+    /// its latency (and failure) in the process metrics.
+    async fn observed<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let span = tracing::info_span!(
+            "storage",
+            otel.name = %format_args!("storage.{op}"),
+            db.system = self.pool.system(),
+            db.operation = op,
+            bulwark.namespace = %self.namespace,
+        );
+        let start = std::time::Instant::now();
+        let result = fut.instrument(span).await;
+        let m = crate::metrics::metrics();
+        let labels = [&*self.namespace, op];
+        m.storage
+            .with_label_values(&labels)
+            .observe(start.elapsed().as_secs_f64());
+        if result.is_err() {
+            m.storage_errors.with_label_values(&labels).inc();
+        }
+        result
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let value = with_pool!(&self.pool, p => sqlx::query(&self.sql.get)
-            .bind(key)
-            .fetch_optional(p)
-            .await?
-            .map(|r| r.get::<Vec<u8>, _>(0)));
-        Ok(value)
+        self.observed("get", async {
+            Ok(with_pool!(&self.pool, p => sqlx::query(&self.sql.get)
+                .bind(key)
+                .fetch_optional(p)
+                .await?
+                .map(|r| r.get::<Vec<u8>, _>(0))))
+        })
+        .await
     }
 
     /// Writes `value` at `key`, replacing what was there.
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        with_pool!(&self.pool, p => sqlx::query(&self.sql.put).bind(key).bind(value).execute(p).await.map(|_| ())?);
-        Ok(())
+        self.observed("put", async {
+            with_pool!(&self.pool, p => sqlx::query(&self.sql.put).bind(key).bind(value).execute(p).await.map(|_| ())?);
+            Ok(())
+        })
+        .await
     }
 
     /// Writes `value` only if `key` is absent. Returns whether it was written.
     pub async fn create(&self, key: &str, value: &[u8]) -> Result<bool, StorageError> {
-        let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.create_only).bind(key).bind(value).execute(p).await?.rows_affected());
-        Ok(n == 1)
+        self.observed("create", async {
+            let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.create_only).bind(key).bind(value).execute(p).await?.rows_affected());
+            Ok(n == 1)
+        })
+        .await
     }
 
     /// Replaces the value at `key` only if it is still `expected` (byte for
@@ -522,14 +621,20 @@ impl Storage {
         expected: &[u8],
         value: &[u8],
     ) -> Result<bool, StorageError> {
-        let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.cas).bind(key).bind(expected).bind(value).execute(p).await?.rows_affected());
-        Ok(n == 1)
+        self.observed("cas", async {
+            let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.cas).bind(key).bind(expected).bind(value).execute(p).await?.rows_affected());
+            Ok(n == 1)
+        })
+        .await
     }
 
     /// Deletes `key`; deleting a missing key is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        with_pool!(&self.pool, p => sqlx::query(&self.sql.delete).bind(key).execute(p).await.map(|_| ())?);
-        Ok(())
+        self.observed("delete", async {
+            with_pool!(&self.pool, p => sqlx::query(&self.sql.delete).bind(key).execute(p).await.map(|_| ())?);
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes `key` only if its value is still `expected` (byte for byte).
@@ -539,21 +644,42 @@ impl Storage {
         key: &str,
         expected: &[u8],
     ) -> Result<bool, StorageError> {
-        let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.delete_if).bind(key).bind(expected).execute(p).await?.rows_affected());
-        Ok(n == 1)
+        self.observed("compare_and_delete", async {
+            let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.delete_if).bind(key).bind(expected).execute(p).await?.rows_affected());
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// How many keys start with `prefix` (at any depth).
+    pub async fn count(&self, prefix: &str) -> Result<u64, StorageError> {
+        let pattern = format!("{}%", escape_like(prefix));
+        self.observed("count", async {
+            let n: i64 = with_pool!(&self.pool, p => sqlx::query(&self.sql.count)
+                .bind(pattern)
+                .fetch_one(p)
+                .await?
+                .get::<i64, _>(0));
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
     }
 
     /// The entries directly under `prefix`, Vault style: `a/b` and `a/c/d`
     /// under `a/` list as `b` and `c/`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let pattern = format!("{}%", escape_like(prefix));
-        let keys: Vec<String> = with_pool!(&self.pool, p => sqlx::query(&self.sql.list)
-            .bind(pattern)
-            .fetch_all(p)
-            .await?
-            .into_iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect());
+        let keys: Vec<String> = self
+            .observed("list", async {
+                Ok(with_pool!(&self.pool, p => sqlx::query(&self.sql.list)
+                    .bind(pattern)
+                    .fetch_all(p)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.get::<String, _>(0))
+                    .collect()))
+            })
+            .await?;
         let mut out: Vec<String> = Vec::new();
         for key in keys {
             let Some(rest) = key.strip_prefix(prefix) else {
@@ -627,6 +753,7 @@ pub mod test_util {
             StorageConfig::Postgres {
                 url: self.url.clone(),
                 max_connections: 4,
+                table_prefix: DEFAULT_TABLE_PREFIX.into(),
             }
         }
     }
@@ -702,6 +829,38 @@ mod tests {
         let bin: Vec<u8> = (0..=255).collect();
         a.put("bin", &bin).await.unwrap();
         assert_eq!(a.get("bin").await.unwrap(), Some(bin));
+    }
+
+    #[tokio::test]
+    async fn table_prefixes_keep_deployments_apart() {
+        let pg = test_util::TestPg::new().await;
+        let with = |prefix: &str| StorageConfig::Postgres {
+            url: pg.url.clone(),
+            max_connections: 2,
+            table_prefix: prefix.into(),
+        };
+        let a = Database::connect(&with("one_")).await.unwrap();
+        let b = Database::connect(&with("two_")).await.unwrap();
+        a.namespace("kv")
+            .await
+            .unwrap()
+            .put("k", b"a")
+            .await
+            .unwrap();
+        b.namespace("kv")
+            .await
+            .unwrap()
+            .put("k", b"b")
+            .await
+            .unwrap();
+        assert_eq!(
+            a.namespace("kv").await.unwrap().get("k").await.unwrap(),
+            Some(b"a".to_vec())
+        );
+        // Each deployment has its own singleton lock.
+        let _la = a.try_lock("leases").await.unwrap().expect("a's lock");
+        assert!(b.try_lock("leases").await.unwrap().is_some());
+        assert!(Database::connect(&with("Bad")).await.is_err());
     }
 
     #[tokio::test]
@@ -811,7 +970,7 @@ mod tests {
                AND ((classid::bigint << 32) | objid::bigint) = $1 \
                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
-        .bind(advisory_key("bulwark/test"))
+        .bind(advisory_key(&format!("{DEFAULT_TABLE_PREFIX}bulwark/test")))
         .fetch_all(&admin)
         .await
         .unwrap();

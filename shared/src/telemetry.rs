@@ -1,22 +1,45 @@
-//! Logging and trace-context propagation.
+//! Logs, traces and request ids.
 //!
-//! `tracing` is the API everywhere; [`init`] installs a subscriber with an
-//! OpenTelemetry layer so every span has a W3C trace context. The context
-//! crosses every gRPC hop in the `traceparent`/`tracestate` metadata: clients
-//! inject it with [`TraceInjector`], servers continue it with [`GrpcTraceLayer`].
-//! (Exporting spans over OTLP is configured on top of this.)
+//! `tracing` is the API everywhere. [`init`] installs one subscriber with two
+//! independently filtered layers:
+//!
+//! * log lines (text or JSON) on stderr, filtered by `RUST_LOG` or the
+//!   configured level;
+//! * OpenTelemetry spans at `info` and above, whatever the log level, so a
+//!   quiet log does not break traces. With an OTLP endpoint they are
+//!   exported (gRPC or HTTP/protobuf) with a parent-based ratio sampler;
+//!   without one nothing is exported and the sampler records only what a
+//!   caller's sampled `traceparent` asks for.
+//!
+//! The W3C trace context crosses every gRPC hop in `traceparent`/`tracestate`
+//! metadata: [`GrpcClientTrace`] opens a client span per call and injects it,
+//! [`GrpcTraceLayer`] opens the server span as its child. The request id (the
+//! `request_id` of Vault's responses and audit entries) rides along in
+//! `x-bulwark-request-id` and is a field of the outermost span in every
+//! process, so every log line written while serving a request names it.
+//!
+//! Span attributes never carry request paths or bodies: HTTP spans are named
+//! by route template, gRPC spans by method.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::metrics::metrics;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,39 +49,270 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber: `RUST_LOG` (or `default_level`) filtering,
-/// text or JSON lines on stderr, and OpenTelemetry span contexts. Safe to
-/// call more than once (later calls do nothing).
-pub fn init(default_level: &str, format: LogFormat) {
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC (port 4317 by convention).
+    #[default]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (port 4318, path `/v1/traces`).
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// `grpc` or `http/protobuf`, as `OTEL_EXPORTER_OTLP_PROTOCOL` spells them.
+    pub fn parse(s: &str) -> Option<OtlpProtocol> {
+        match s {
+            "grpc" => Some(OtlpProtocol::Grpc),
+            "http/protobuf" | "http" => Some(OtlpProtocol::HttpProtobuf),
+            _ => None,
+        }
+    }
+}
+
+/// Where and how much to export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceExport {
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Share of new traces sampled (0.0 to 1.0); a caller's sampling
+    /// decision in `traceparent` is always followed.
+    pub sampling_ratio: f64,
+}
+
+impl TraceExport {
+    /// From the standard environment: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`,
+    /// `OTEL_TRACES_SAMPLER_ARG`; `None` without an endpoint or with
+    /// `OTEL_SDK_DISABLED=true`.
+    pub fn from_env() -> Option<TraceExport> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return None;
+        }
+        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+        let protocol = var("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .and_then(|p| OtlpProtocol::parse(&p))
+            .unwrap_or_default();
+        let sampling_ratio = var("OTEL_TRACES_SAMPLER_ARG")
+            .and_then(|r| r.parse::<f64>().ok())
+            .filter(|r| (0.0..=1.0).contains(r))
+            .unwrap_or(1.0);
+        Some(TraceExport {
+            endpoint,
+            protocol,
+            sampling_ratio,
+        })
+    }
+}
+
+/// Everything [`init`] needs.
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// Default log filter when `RUST_LOG` is unset (`info`, `debug`, …).
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// The OpenTelemetry `service.name` of this process (`bulwark-kv`,
+    /// `bulwark` for a process running every service).
+    pub service_name: String,
+    pub export: Option<TraceExport>,
+}
+
+/// Flushes and stops the exporter when dropped. Drop it outside the async
+/// runtime but before the runtime itself is dropped.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+    log_filter: Option<LogFilterHandle>,
+}
+
+type LogFilterHandle = Arc<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+impl TelemetryGuard {
+    /// A handle that changes the log level while running (SIGHUP).
+    pub fn log_level_handle(&self) -> Option<LogLevelHandle> {
+        self.log_filter.clone().map(LogLevelHandle)
+    }
+}
+
+/// Changes the log filter of a running process.
+#[derive(Clone)]
+pub struct LogLevelHandle(LogFilterHandle);
+
+impl LogLevelHandle {
+    /// Applies `level` (`info`, `debug`, `warn,bulwark_kv=debug`, …) unless
+    /// `RUST_LOG` is set, which always wins.
+    pub fn set(&self, level: &str) -> Result<(), String> {
+        if rust_log().is_some() {
+            return Ok(());
+        }
+        let filter = EnvFilter::try_new(level).map_err(|e| format!("log_level {level:?}: {e}"))?;
+        (self.0)(filter)
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP exporter: {0}")]
+pub struct TelemetryError(String);
+
+/// Installs the global subscriber and tracer provider. The OTLP/gRPC exporter
+/// needs the tokio runtime that will run the process: pass its handle.
+/// Safe to call more than once (later calls install nothing).
+pub fn init(
+    settings: &TelemetrySettings,
+    runtime: &tokio::runtime::Handle,
+) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.instance.id",
+            crate::metrics::instance_id().to_string(),
+        ))
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    builder = match &settings.export {
+        Some(export) => {
+            let exporter = build_exporter(export, runtime)?;
+            builder
+                .with_batch_exporter(exporter)
+                .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                    export.sampling_ratio,
+                ))))
+        }
+        // Nothing to export: only a caller's sampled trace is recorded (and
+        // then dropped); every span still has a context to propagate.
+        None => builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff))),
+    };
+    let provider = builder.build();
     let tracer = provider.tracer("bulwark");
-    opentelemetry::global::set_tracer_provider(provider);
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let _ = match format {
+    opentelemetry::global::set_tracer_provider(provider.clone());
+
+    let log_filter = rust_log()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(settings.log_level.as_str()));
+    let (log_filter, log_handle) = tracing_subscriber::reload::Layer::new(log_filter);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(LevelFilter::INFO);
+    let registry = tracing_subscriber::registry().with(otel);
+    let installed = match settings.log_format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(log_filter),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_writer(std::io::stderr),
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(std::io::stderr)
+                    .with_filter(log_filter),
             )
             .try_init(),
     };
+    Ok(TelemetryGuard {
+        provider: installed.is_ok().then_some(provider),
+        log_filter: Some(Arc::new(move |f: EnvFilter| {
+            log_handle.reload(f).map_err(|e| e.to_string())
+        })),
+    })
 }
 
-struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+/// `RUST_LOG` when set to something.
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
 
-impl Injector for MetadataInjector<'_> {
+fn build_exporter(
+    export: &TraceExport,
+    runtime: &tokio::runtime::Handle,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+    let built = match export.protocol {
+        OtlpProtocol::Grpc => {
+            // The tonic channel spawns its workers on the current runtime.
+            let _rt = runtime.enter();
+            SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(export.endpoint.clone())
+                .build()
+        }
+        OtlpProtocol::HttpProtobuf => {
+            // A blocking client on the exporter's own thread: built here,
+            // outside the async runtime.
+            let base = export.endpoint.trim_end_matches('/');
+            let url = if base.ends_with("/v1/traces") {
+                base.to_string()
+            } else {
+                format!("{base}/v1/traces")
+            };
+            SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(url)
+                .build()
+        }
+    };
+    built.map_err(|e| TelemetryError(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------
+// Request ids.
+
+/// gRPC metadata carrying the request id between services.
+pub const REQUEST_ID_HEADER: &str = "x-bulwark-request-id";
+
+tokio::task_local! {
+    static REQUEST_ID: Arc<str>;
+}
+
+/// The id of the request being served by this task, if any.
+pub fn current_request_id() -> Option<Arc<str>> {
+    REQUEST_ID.try_with(Arc::clone).ok()
+}
+
+/// Runs `fut` as part of the request `id`: outgoing gRPC calls carry it.
+pub fn with_request_id<F: Future>(
+    id: Arc<str>,
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<Arc<str>, F> {
+    REQUEST_ID.scope(id, fut)
+}
+
+/// A request id as received from a peer: printable ASCII of sane length.
+fn valid_request_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+// ---------------------------------------------------------------------------
+// Context propagation.
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         if let (Ok(k), Ok(v)) = (
-            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
-            tonic::metadata::MetadataValue::try_from(value.as_str()),
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
         ) {
             self.0.insert(k, v);
         }
@@ -77,10 +331,10 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Writes the current span's trace context into gRPC metadata.
-pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
-    let cx = tracing::Span::current().context();
-    TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(metadata));
+/// Writes `span`'s trace context into headers (`traceparent`, `tracestate`).
+pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let cx = span.context();
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
 }
 
 /// Reads a W3C trace context from HTTP headers (`traceparent`, `tracestate`).
@@ -88,18 +342,155 @@ pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
 }
 
-/// A tonic interceptor that propagates the caller's trace context.
-#[derive(Clone, Copy, Default)]
-pub struct TraceInjector;
+/// `span`'s context as a `traceparent` value (for response headers), when
+/// it has a valid one.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
 
-impl tonic::service::Interceptor for TraceInjector {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        inject_current(req.metadata_mut());
-        Ok(req)
+/// The gRPC status of a response that ended in its headers (errors); a
+/// response that goes on to a body reports its status in trailers, which
+/// for Bulwark's unary calls means OK.
+fn grpc_code<B>(resp: &http::Response<B>) -> &'static str {
+    let code = resp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    code_name(tonic::Code::from_i32(code))
+}
+
+/// Records a finished call's gRPC status on the current span and its
+/// latency in `histogram` (`on_error`: the status of a transport failure).
+fn finish_call<B, E>(
+    result: &Result<http::Response<B>, E>,
+    on_error: &'static str,
+    histogram: &prometheus::HistogramVec,
+    method: &str,
+    start: Instant,
+) {
+    let code = match result {
+        Ok(resp) => grpc_code(resp),
+        Err(_) => on_error,
+    };
+    tracing::Span::current().record("rpc.grpc.status_code", code);
+    histogram
+        .with_label_values(&[method, code])
+        .observe(start.elapsed().as_secs_f64());
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Cancelled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
     }
 }
 
-/// Server layer: one span per RPC, continuing the caller's trace.
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+// ---------------------------------------------------------------------------
+// Client side.
+
+/// Client middleware on every channel to a peer: one `grpc.client` span per
+/// call (its context and the request id injected into the metadata), and
+/// the per-method client latency metric.
+#[derive(Clone)]
+pub struct GrpcClientTrace<S> {
+    inner: S,
+}
+
+impl<S> GrpcClientTrace<S> {
+    pub fn new(inner: S) -> Self {
+        GrpcClientTrace { inner }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, B, RB> Service<http::Request<B>> for GrpcClientTrace<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_string();
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = %method,
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        inject(&span, req.headers_mut());
+        if let Some(id) = current_request_id() {
+            if let Ok(v) = http::HeaderValue::from_str(&id) {
+                req.headers_mut().insert(REQUEST_ID_HEADER, v);
+            }
+        }
+        let start = Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(
+            async move {
+                let result = fut.await;
+                finish_call(
+                    &result,
+                    "Unavailable",
+                    &metrics().grpc_client,
+                    &method,
+                    start,
+                );
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server side.
+
+/// Server layer: one `grpc.server` span per RPC, continuing the caller's
+/// trace and request id, and the per-method server latency metric.
 #[derive(Clone, Copy, Default)]
 pub struct GrpcTraceLayer;
 
@@ -116,14 +507,16 @@ pub struct GrpcTrace<S> {
     inner: S,
 }
 
-impl<S, B> Service<http::Request<B>> for GrpcTrace<S>
+impl<S, B, RB> Service<http::Request<B>> for GrpcTrace<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = tracing::instrument::Instrumented<S::Future>;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -131,37 +524,60 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_string();
-        let span = tracing::info_span!("grpc.server", otel.name = %method, rpc.method = %method);
+        let request_id: Option<Arc<str>> = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| valid_request_id(v))
+            .map(Arc::from);
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            request_id = request_id.as_deref().unwrap_or(""),
+        );
         let _ = span.set_parent(extract(req.headers()));
+        let start = Instant::now();
         let fut = {
             let _enter = span.enter();
             self.inner.call(req)
         };
-        fut.instrument(span)
+        let fut = async move {
+            let result = fut.await;
+            finish_call(&result, "Internal", &metrics().grpc_server, &method, start);
+            result
+        }
+        .instrument(span);
+        match request_id {
+            Some(id) => Box::pin(with_request_id(id, fut)),
+            None => Box::pin(fut),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::TraceContextExt;
 
     #[test]
     fn context_survives_a_hop() {
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let provider = SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("client");
-            let _g = span.enter();
             let sent = span.context().span().span_context().trace_id();
-            let mut md = tonic::metadata::MetadataMap::new();
-            inject_current(&mut md);
-            let headers = md.into_headers();
+            let mut headers = http::HeaderMap::new();
+            inject(&span, &mut headers);
             assert!(headers.get("traceparent").is_some());
             let got = extract(&headers).span().span_context().trace_id();
             assert_eq!(sent, got);
             assert_ne!(got, opentelemetry::trace::TraceId::INVALID);
+            let tp = traceparent(&span).expect("traceparent");
+            assert!(tp.starts_with(&format!("00-{sent}-")), "{tp}");
         });
     }
 
@@ -170,14 +586,32 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert(
             "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-                .parse()
-                .unwrap(),
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
         );
         let cx = extract(&h);
         assert_eq!(
             cx.span().span_context().trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
+    }
+
+    #[test]
+    fn request_ids_from_peers_are_checked() {
+        assert!(valid_request_id("6b1f2c3a-2f5e-4f55-9a53-5f1f3f6f0c11"));
+        assert!(!valid_request_id(""));
+        assert!(!valid_request_id("has space"));
+        assert!(!valid_request_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn otlp_protocols_parse() {
+        assert_eq!(OtlpProtocol::parse("grpc"), Some(OtlpProtocol::Grpc));
+        assert_eq!(
+            OtlpProtocol::parse("http/protobuf"),
+            Some(OtlpProtocol::HttpProtobuf)
+        );
+        assert_eq!(OtlpProtocol::parse("http/json"), None);
     }
 }

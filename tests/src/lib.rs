@@ -67,6 +67,11 @@ pub struct Proc {
 impl Proc {
     /// Starts `bulwark <args>` and waits for its "server started" line.
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        Proc::start_env(dir, name, args, &[])
+    }
+
+    /// [`Proc::start`] with extra environment variables.
+    pub fn start_env(dir: &Path, name: &str, args: &[&str], env: &[(String, String)]) -> Proc {
         let stdout = dir.join(format!("{name}.out"));
         let stderr = dir.join(format!("{name}.err"));
         let child = Command::new(bulwark_bin())
@@ -75,6 +80,7 @@ impl Proc {
                 "RUST_LOG",
                 std::env::var("BULWARK_E2E_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
@@ -143,6 +149,21 @@ impl Proc {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Waits for the process to exit on its own; `None` if it is still
+    /// running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -181,14 +202,21 @@ pub struct Cluster {
     pub http_ca: Option<String>,
     config: PathBuf,
     layout: Layout,
+    env: Vec<(String, String)>,
 }
 
-/// How the gateway's HTTP listener is set up.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+/// How a test cluster is set up beyond its layout and storage.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// Serve HTTPS (a certificate for 127.0.0.1 from a test CA); clients
     /// may present certificates (cert auth).
     pub https: bool,
+    /// Appended to the generated config file (e.g. a `telemetry` block).
+    pub extra_config: String,
+    /// Extra lines inside the `listener "tcp"` block.
+    pub listener_extra: String,
+    /// Environment of every process (e.g. `RUST_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A throwaway certificate authority for tests (rcgen).
@@ -306,7 +334,8 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "{storage}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{http_port}\"\n{tls}}}\ncluster {{\n{cluster_block}}}\n"
+                "{storage}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{http_port}\"\n{tls}{}\n}}\ncluster {{\n{cluster_block}}}\n{}\n",
+                opts.listener_extra, opts.extra_config
             ),
         )
         .expect("write config");
@@ -317,6 +346,7 @@ impl Cluster {
             http_ca,
             config,
             layout,
+            env: opts.env,
         };
         c.start_processes();
         c
@@ -326,19 +356,21 @@ impl Cluster {
         let cfg = self.config.to_str().expect("utf-8 path").to_string();
         match self.layout {
             Layout::AllInOne => {
-                self.procs.push(Proc::start(
+                self.procs.push(Proc::start_env(
                     self.dir.path(),
                     "all",
                     &["server", "-config", &cfg],
+                    &self.env,
                 ));
             }
             Layout::Separate => {
                 for name in ServiceName::ALL {
                     let target = format!("--target={}", name.as_str());
-                    self.procs.push(Proc::start(
+                    self.procs.push(Proc::start_env(
                         self.dir.path(),
                         name.as_str(),
                         &["server", "-config", &cfg, &target],
+                        &self.env,
                     ));
                 }
             }
@@ -352,6 +384,11 @@ impl Cluster {
         }
         self.procs.clear();
         self.start_processes();
+    }
+
+    /// The generated config file (every process reads it).
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 
     pub fn cert_dir(&self) -> PathBuf {
@@ -395,6 +432,8 @@ pub struct Api {
     base: String,
     http: reqwest::Client,
     pub token: Option<String>,
+    /// Sent with every request.
+    pub headers: Vec<(String, String)>,
 }
 
 /// An HTTP answer: status, and the body parsed as JSON (`Null` if empty or not JSON).
@@ -427,6 +466,7 @@ impl Api {
                 .build()
                 .expect("http client"),
             token: None,
+            headers: vec![],
         }
     }
 
@@ -443,6 +483,7 @@ impl Api {
             base: base.trim_end_matches('/').to_string(),
             http: b.build().expect("http client"),
             token: None,
+            headers: vec![],
         }
     }
 
@@ -475,11 +516,21 @@ impl Api {
         }
     }
 
+    /// This client, sending `name: value` with every request.
+    pub fn with_header(&self, name: &str, value: &str) -> Api {
+        let mut api = self.clone();
+        api.headers.push((name.to_string(), value.to_string()));
+        api
+    }
+
     pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self
             .http
             .request(method, format!("{}/v1/{}", self.base, path));
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
         if let Some(t) = &self.token {
             req = req.header("X-Vault-Token", t);
         }
@@ -496,6 +547,17 @@ impl Api {
             body,
             headers,
         }
+    }
+
+    /// A GET whose answer is not JSON: the status and the body as text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let mut req = self.http.get(format!("{}/v1/{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -640,6 +702,8 @@ pub async fn patch(api: &Api, path: &str, body: serde_json::Value) -> Reply {
 
 /// A closed-loop load generator for the benchmarks: `concurrency` clients
 /// each send requests back to back for `secs` seconds.
+pub mod otlp;
+
 pub mod load {
     use std::future::Future;
     use std::sync::Arc;

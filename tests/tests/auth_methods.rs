@@ -487,7 +487,14 @@ async fn approle_userpass_and_wrapping() {
 /// HTTPS listener; one from another CA, or none, does not.
 #[tokio::test(flavor = "multi_thread")]
 async fn cert_login_over_https() {
-    let c = Cluster::start_with(Layout::AllInOne, Store::SqliteFile, Options { https: true });
+    let c = Cluster::start_with(
+        Layout::AllInOne,
+        Store::SqliteFile,
+        Options {
+            https: true,
+            ..Default::default()
+        },
+    );
     let api = c.client();
     let root = api.with_token(&init_unsealed(&api).await);
     ok(&root, "sys/auth/cert", json!({"type": "cert"})).await;

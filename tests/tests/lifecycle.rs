@@ -216,7 +216,7 @@ async fn lifecycle(mut c: Cluster) {
 #[tokio::test(flavor = "multi_thread")]
 async fn separate_processes_on_sqlite() {
     let c = Cluster::start(Layout::Separate, Store::SqliteFile);
-    assert_eq!(c.procs.len(), 8);
+    assert_eq!(c.procs.len(), ServiceName::ALL.len());
     assert!(c.dir.path().join("bulwark.db").exists());
     lifecycle(c).await;
 }

@@ -69,7 +69,8 @@ pub struct GlobalArgs {
 pub enum ClientCommand {
     /// Print seal and HA status.
     Status,
-    /// Perform operator-specific tasks (init, seal, unseal).
+    /// Perform operator-specific tasks (init, seal, unseal, rotate, key-status,
+    /// rekey, generate-root).
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
     /// Authenticate locally.

@@ -396,8 +396,8 @@ async fn creds(
         json!({ "username": c.username, "password": c.password }),
         MOUNT_TYPE,
     );
+    env.lease_duration = crate::sys::leases::granted_secs(&lease);
     env.lease_id = lease.id;
     env.renewable = lease.renewable;
-    env.lease_duration = u64::try_from(lease.ttl).unwrap_or(0);
     Ok(env.into_response())
 }

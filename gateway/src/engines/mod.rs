@@ -3,3 +3,4 @@
 pub mod database;
 pub mod kv;
 pub mod pki;
+pub mod transit;

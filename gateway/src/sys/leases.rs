@@ -22,6 +22,15 @@ fn rfc3339(unix: i64) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The `lease_duration` of a grant or renewal: the TTL just granted (from the
+/// issue or last renewal to expiry), not the seconds left a moment later.
+pub fn granted_secs(l: &LeaseInfo) -> u64 {
+    if l.expire_time == 0 {
+        return 0;
+    }
+    u64::try_from(l.expire_time - l.issue_time.max(l.last_renewal)).unwrap_or(0)
+}
+
 fn info_json(l: &LeaseInfo) -> Value {
     json!({
         "id": l.id,
@@ -87,9 +96,9 @@ pub async fn handle(
                 .await?
                 .into_inner();
             let mut env = Envelope::new("system");
+            env.lease_duration = granted_secs(&l);
             env.lease_id = l.id;
             env.renewable = l.renewable;
-            env.lease_duration = u64::try_from(l.ttl).unwrap_or(0);
             Ok(env.into_response())
         }
         ("revoke", Operation::Write) => {

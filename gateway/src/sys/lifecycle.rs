@@ -25,9 +25,13 @@ fn seal_status_json(s: &SealStatus) -> Value {
         "version": VERSION,
         "build_date": BUILD_DATE,
         "migration": false,
-        "recovery_seal": false,
+        "recovery_seal": s.recovery_seal,
         "storage_type": s.storage_type,
     });
+    // Vault names the recovery keys' kind only under an auto seal.
+    if s.recovery_seal {
+        v["recovery_seal_type"] = json!("shamir");
+    }
     if !s.sealed {
         v["cluster_name"] = json!(s.cluster_name);
         v["cluster_id"] = json!(s.cluster_id);
@@ -39,7 +43,21 @@ fn ok_json(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
-/// `GET/PUT sys/init`.
+fn hex_and_base64(keys: &[Zeroizing<Vec<u8>>]) -> (Vec<String>, Vec<String>) {
+    keys.iter()
+        .map(|k| {
+            (
+                hex::encode(k.as_slice()),
+                base64::engine::general_purpose::STANDARD.encode(k.as_slice()),
+            )
+        })
+        .unzip()
+}
+
+/// `GET/PUT sys/init`. With a Shamir seal, `secret_shares` and
+/// `secret_threshold`; with an auto seal, `recovery_shares` and
+/// `recovery_threshold` (each kind refused under the other seal, as Vault
+/// does); `stored_shares` is accepted and ignored (Vault forces it).
 pub async fn init(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
     match req.method {
         Method::GET => {
@@ -50,6 +68,7 @@ pub async fn init(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
             let body = json_object(&req.body)?;
             let f = Fields(&body);
             if !f.string_list("pgp_keys")?.is_empty()
+                || !f.string_list("recovery_pgp_keys")?.is_empty()
                 || f.string("root_token_pgp_key")?
                     .is_some_and(|s| !s.is_empty())
             {
@@ -57,40 +76,37 @@ pub async fn init(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError> {
                     "PGP-encrypted key shares are not supported",
                 ));
             }
-            if f.u32("stored_shares")?.is_some_and(|n| n > 0)
-                || f.u32("recovery_shares")?.is_some_and(|n| n > 0)
-            {
-                return Err(ApiError::bad_request(
-                    "stored_shares and recovery_shares apply to auto-unseal, which this server is not configured for",
-                ));
-            }
-            let shares = f.u32("secret_shares")?.unwrap_or(0);
-            let threshold = f.u32("secret_threshold")?.unwrap_or(0);
+            f.u32("stored_shares")?;
+            // The seal service checks them against its seal type and
+            // answers Vault's messages.
             let out = gw
                 .seal()
                 .init(InitRequest {
-                    secret_shares: shares,
-                    secret_threshold: threshold,
+                    secret_shares: f.u32("secret_shares")?.unwrap_or(0),
+                    secret_threshold: f.u32("secret_threshold")?.unwrap_or(0),
+                    recovery_shares: f.u32("recovery_shares")?.unwrap_or(0),
+                    recovery_threshold: f.u32("recovery_threshold")?.unwrap_or(0),
                     root_token_id: String::new(),
                 })
-                .await
-                .map_err(|s| {
-                    if s.message().starts_with("Vault is") {
-                        ApiError::from(s)
-                    } else {
-                        ApiError::bad_request(format!(
-                            "invalid seal configuration: {}",
-                            s.message()
-                        ))
-                    }
-                })?
+                .await?
                 .into_inner();
             let keys: Vec<Zeroizing<Vec<u8>>> = out.keys.into_iter().map(Zeroizing::new).collect();
-            Ok(ok_json(json!({
-                "keys": keys.iter().map(|k| hex::encode(k.as_slice())).collect::<Vec<_>>(),
-                "keys_base64": keys.iter().map(|k| base64::engine::general_purpose::STANDARD.encode(k.as_slice())).collect::<Vec<_>>(),
-                "root_token": out.root_token,
-            })))
+            let recovery: Vec<Zeroizing<Vec<u8>>> =
+                out.recovery_keys.into_iter().map(Zeroizing::new).collect();
+            let root_token = Zeroizing::new(out.root_token);
+            let (hex_keys, b64_keys) = hex_and_base64(&keys);
+            let mut answer = json!({
+                "keys": hex_keys,
+                "keys_base64": b64_keys,
+                "root_token": root_token.as_str(),
+            });
+            // Only when there are some (Vault's omitempty).
+            if !recovery.is_empty() {
+                let (hex_keys, b64_keys) = hex_and_base64(&recovery);
+                answer["recovery_keys"] = json!(hex_keys);
+                answer["recovery_keys_base64"] = json!(b64_keys);
+            }
+            Ok(ok_json(answer))
         }
         _ => Err(ApiError::unsupported_operation()),
     }
@@ -249,6 +265,33 @@ pub async fn leader(_gw: &Gateway, req: ApiRequest) -> Result<Response, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seal_status_names_an_auto_seal_like_vault() {
+        let auto = seal_status_json(&SealStatus {
+            r#type: "static".into(),
+            recovery_seal: true,
+            initialized: true,
+            threshold: 3,
+            shares: 5,
+            ..Default::default()
+        });
+        assert_eq!(
+            (
+                &auto["type"],
+                &auto["recovery_seal"],
+                &auto["recovery_seal_type"]
+            ),
+            (&json!("static"), &json!(true), &json!("shamir"))
+        );
+        assert_eq!((&auto["t"], &auto["n"]), (&json!(3), &json!(5)));
+        let shamir = seal_status_json(&SealStatus {
+            r#type: "shamir".into(),
+            ..Default::default()
+        });
+        assert_eq!(shamir["recovery_seal"], false);
+        assert!(shamir.get("recovery_seal_type").is_none());
+    }
 
     #[test]
     fn unseal_keys_decode_as_hex_or_base64() {

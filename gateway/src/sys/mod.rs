@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod capabilities;
+pub mod keys;
 pub mod leases;
 pub mod lifecycle;
 pub mod mounts;

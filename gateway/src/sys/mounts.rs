@@ -14,7 +14,7 @@ use crate::request::{json_object, Fields, Operation};
 use crate::{ApiRequest, Gateway};
 
 /// Engine types this server can mount today.
-const KNOWN_TYPES: &[&str] = &["kv", "database", "pki"];
+const KNOWN_TYPES: &[&str] = &["kv", "database", "pki", "transit"];
 
 pub(crate) fn table_json(entries: &[MountEntry]) -> Value {
     let mut m = Map::new();
@@ -161,6 +161,13 @@ async fn disable(gw: &Gateway, path: &str) -> Result<Response, ApiError> {
             "pki" => {
                 gw.pki()
                     .drop_mount(bulwark_proto::pki::v1::MountRequest {
+                        mount: m.uuid.clone(),
+                    })
+                    .await?;
+            }
+            "transit" => {
+                gw.transit()
+                    .drop_mount(bulwark_proto::transit::v1::MountRequest {
                         mount: m.uuid.clone(),
                     })
                     .await?;

@@ -1,5 +1,6 @@
 //! The service's background tasks: the root token hand-off on every unseal,
-//! and the expiry sweeper. Both stop when the store is closed.
+//! the expiry sweeper and the token/lease gauges. All stop when the store
+//! is closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +27,34 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(hand_off_loop(store.clone(), seal)),
-        tokio::spawn(sweep_loop(store, sweep_every)),
+        tokio::spawn(sweep_loop(store.clone(), sweep_every)),
+        tokio::spawn(gauge_loop(store, GAUGE_INTERVAL)),
     ]
+}
+
+/// How often the token and lease gauges are recounted.
+pub const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Every `every`, counts the stored tokens and leases into the process
+/// metrics (`vault_token_count`, `vault_expire_num_leases`).
+async fn gauge_loop(store: Arc<TokenStore>, every: Duration) {
+    let closed = store.closed();
+    tokio::pin!(closed);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let m = bulwark_shared::metrics::metrics();
+    loop {
+        tokio::select! {
+            () = &mut closed => return,
+            _ = tick.tick() => {}
+        }
+        if let Ok(n) = store.barrier.count("token/").await {
+            m.token_count.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Ok(n) = store.barrier.count("lease/").await {
+            m.lease_count.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// On every unseal, hands the init root token over (retrying with back-off

@@ -123,13 +123,18 @@ pub async fn serve(
         db.namespace(ServiceName::Auth.namespace()).await?,
         rt.keyring.clone(),
     );
-    let store = Arc::new(TokenStore::new(barrier).with_root_source(Arc::new(seal)));
+    let store = Arc::new(
+        TokenStore::new(barrier)
+            .with_root_source(Arc::new(seal))
+            .with_bus(bulwark_shared::bus::Bus::new(db.clone())),
+    );
     let leases = Arc::new(LeaseRegistry::new(store.clone(), Engines::grpc(dynamic_db)));
     let mut tasks = background::spawn(
         store.clone(),
         rt.seal.subscribe(),
         background::SWEEP_INTERVAL,
     );
+    tasks.extend(store.follow_replicas());
     tasks.push(leases::manager::spawn(
         leases.clone(),
         db.clone(),

@@ -84,14 +84,14 @@ impl TokenStore {
                     queue.push_back(child);
                 }
                 if batch.len() >= EVENT_BATCH {
-                    self.publish(std::mem::take(&mut batch));
+                    self.publish(std::mem::take(&mut batch)).await;
                 }
             }
             Ok::<_, AuthError>(())
         }
         .await;
         // Announce what did go, even if the walk failed half-way.
-        self.publish(batch);
+        self.publish(batch).await;
         result.map(|()| all)
     }
 
@@ -143,7 +143,7 @@ impl TokenStore {
         }
         let accessor = self.delete_token(hash).await?;
         if let Some(a) = &accessor {
-            self.publish(vec![a.clone()]);
+            self.publish(vec![a.clone()]).await;
         }
         Ok(accessor)
     }

@@ -1,12 +1,16 @@
-//! The root token hand-off: the root token minted at init waits in the seal
-//! service until this service has stored it.
+//! The root token hand-off: the root token minted at init, and those made by
+//! generate-root, wait in the seal service until this service has stored them.
 //!
 //! Whenever the service is unsealed, the background task (see
-//! [`crate::background`]) claims it (`ClaimInitRootToken`), stores it and
-//! acknowledges it (`AckInitRootToken`). An Authenticate or Lookup that finds
-//! no token also tries once per unseal, so a root token used the moment the
-//! service unseals is found. Storing is idempotent (the same token has the
-//! same HMAC), so a crash between storing and acknowledging is harmless.
+//! [`crate::background`]) claims them (`ClaimInitRootToken`), stores each and
+//! acknowledges it by its id (`AckInitRootToken`). An Authenticate or Lookup
+//! that finds no token also tries once per unseal, so a root token used the
+//! moment the service unseals is found. When generate-root completes, the
+//! gateway has this service claim at once (`ClaimRootTokens`, see
+//! [`TokenStore::claim_root_tokens`]) and answers only after that, so the new
+//! token works as soon as the client sees it. Storing is idempotent (the same
+//! token has the same HMAC), so a crash between storing and acknowledging is
+//! harmless.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,13 +30,25 @@ use crate::store::TokenStore;
 /// How long one call to the seal service may take.
 const SEAL_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the init root token comes from: the seal service in production, a
-/// stand-in in tests.
+/// At most this many root tokens are claimed in one hand-off.
+const MAX_CLAIMS: usize = 64;
+
+/// A root token waiting in the seal service.
+pub struct PendingRootToken {
+    pub token: Zeroizing<String>,
+    /// Names it for the acknowledgement.
+    pub id: String,
+    /// Whether another one is pending after it.
+    pub more: bool,
+}
+
+/// Where root tokens come from: the seal service in production, a stand-in
+/// in tests.
 pub trait RootTokenSource: Send + Sync + 'static {
-    /// The pending root token, if any (`None` when there is none).
-    fn claim(&self) -> BoxFuture<'_, Result<Option<Zeroizing<String>>, AuthError>>;
-    /// The token is stored: the source may forget it.
-    fn ack(&self) -> BoxFuture<'_, Result<(), AuthError>>;
+    /// The next pending root token, if any (`None` when there is none).
+    fn claim(&self) -> BoxFuture<'_, Result<Option<PendingRootToken>, AuthError>>;
+    /// The token `id` is stored: the source may forget it.
+    fn ack<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AuthError>>;
 }
 
 fn seal_error(status: tonic::Status) -> AuthError {
@@ -40,7 +56,7 @@ fn seal_error(status: tonic::Status) -> AuthError {
 }
 
 impl RootTokenSource for SealClient<Channel> {
-    fn claim(&self) -> BoxFuture<'_, Result<Option<Zeroizing<String>>, AuthError>> {
+    fn claim(&self) -> BoxFuture<'_, Result<Option<PendingRootToken>, AuthError>> {
         let mut client = self.clone();
         Box::pin(async move {
             let resp = tokio::time::timeout(
@@ -49,18 +65,23 @@ impl RootTokenSource for SealClient<Channel> {
             )
             .await
             .map_err(|_| AuthError::Seal("ClaimInitRootToken timed out".into()))?
-            .map_err(seal_error)?;
-            let token = Zeroizing::new(resp.into_inner().root_token);
-            Ok((!token.is_empty()).then_some(token))
+            .map_err(seal_error)?
+            .into_inner();
+            let token = Zeroizing::new(resp.root_token);
+            Ok((!token.is_empty()).then_some(PendingRootToken {
+                token,
+                id: resp.id,
+                more: resp.more,
+            }))
         })
     }
 
-    fn ack(&self) -> BoxFuture<'_, Result<(), AuthError>> {
+    fn ack<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AuthError>> {
         let mut client = self.clone();
         Box::pin(async move {
             tokio::time::timeout(
                 SEAL_CALL_TIMEOUT,
-                client.ack_init_root_token(AckInitRootTokenRequest {}),
+                client.ack_init_root_token(AckInitRootTokenRequest { id: id.to_string() }),
             )
             .await
             .map_err(|_| AuthError::Seal("AckInitRootToken timed out".into()))?
@@ -114,6 +135,21 @@ impl TokenStore {
         }
         let claimed = self.claim_and_store(h).await?;
         progress.done = true;
+        Ok(claimed > 0)
+    }
+
+    /// Claims, stores and acknowledges every pending root token now, even
+    /// if a hand-off already ran since the last unseal (generate-root has
+    /// just made one). Waits for a hand-off under way. Returns how many this
+    /// call claimed; when it returns, every token pending before the call
+    /// is stored.
+    pub async fn claim_root_tokens(&self) -> Result<u32, AuthError> {
+        let Some(h) = &self.root else {
+            return Ok(0);
+        };
+        let mut progress = h.progress.lock().await;
+        let claimed = self.claim_and_store(h).await?;
+        progress.done = true;
         Ok(claimed)
     }
 
@@ -152,18 +188,27 @@ impl TokenStore {
         }
     }
 
-    async fn claim_and_store(&self, h: &Handoff) -> Result<bool, AuthError> {
+    /// Claims, stores and acknowledges pending root tokens one by one, as
+    /// long as the source says more are pending. Returns how many.
+    async fn claim_and_store(&self, h: &Handoff) -> Result<u32, AuthError> {
         // Sealed: nothing could be stored, so do not claim.
         self.barrier.keyring().ensure_active().await?;
-        let Some(token) = h.source.claim().await? else {
-            return Ok(false);
-        };
-        if self.store_root_token(&token).await? {
-            tracing::info!("stored the root token minted at init");
+        let mut claimed = 0;
+        for _ in 0..MAX_CLAIMS {
+            let Some(pending) = h.source.claim().await? else {
+                break;
+            };
+            if self.store_root_token(&pending.token).await? {
+                tracing::info!(id = %pending.id, "stored a root token from the seal service");
+            }
+            h.claimed.fetch_add(1, Ordering::SeqCst);
+            h.source.ack(&pending.id).await?;
+            claimed += 1;
+            if !pending.more {
+                break;
+            }
         }
-        h.claimed.fetch_add(1, Ordering::SeqCst);
-        h.source.ack().await?;
-        Ok(true)
+        Ok(claimed)
     }
 
     /// Stores `token` as a root token: policies `root`, never expiring, an
@@ -210,10 +255,10 @@ pub(crate) mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex as StdMutex;
 
-    /// A seal stand-in holding one pending token.
+    /// A seal stand-in holding pending tokens as `(id, token)`.
     #[derive(Default)]
     pub(crate) struct FakeSeal {
-        pub pending: StdMutex<Option<String>>,
+        pub pending: StdMutex<Vec<(String, String)>>,
         pub claims: AtomicUsize,
         pub acks: AtomicUsize,
         pub fail: std::sync::atomic::AtomicBool,
@@ -222,26 +267,38 @@ pub(crate) mod tests {
     impl FakeSeal {
         pub fn with(token: &str) -> Arc<Self> {
             let f = FakeSeal::default();
-            *f.pending.lock().unwrap() = Some(token.to_string());
+            f.push("init", token);
             Arc::new(f)
+        }
+
+        pub fn push(&self, id: &str, token: &str) {
+            self.pending
+                .lock()
+                .unwrap()
+                .push((id.to_string(), token.to_string()));
         }
     }
 
     impl RootTokenSource for FakeSeal {
-        fn claim(&self) -> BoxFuture<'_, Result<Option<Zeroizing<String>>, AuthError>> {
+        fn claim(&self) -> BoxFuture<'_, Result<Option<PendingRootToken>, AuthError>> {
             Box::pin(async move {
                 self.claims.fetch_add(1, Ordering::SeqCst);
                 if self.fail.load(Ordering::SeqCst) {
                     return Err(AuthError::Seal("unreachable".into()));
                 }
-                Ok(self.pending.lock().unwrap().clone().map(Zeroizing::new))
+                let pending = self.pending.lock().unwrap();
+                Ok(pending.first().map(|(id, token)| PendingRootToken {
+                    token: Zeroizing::new(token.clone()),
+                    id: id.clone(),
+                    more: pending.len() > 1,
+                }))
             })
         }
 
-        fn ack(&self) -> BoxFuture<'_, Result<(), AuthError>> {
+        fn ack<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AuthError>> {
             Box::pin(async move {
                 self.acks.fetch_add(1, Ordering::SeqCst);
-                *self.pending.lock().unwrap() = None;
+                self.pending.lock().unwrap().retain(|(i, _)| i != id);
                 Ok(())
             })
         }
@@ -268,7 +325,7 @@ pub(crate) mod tests {
         let store = Arc::new(store.with_root_source(seal.clone()));
         assert!(store.hand_off_root_token().await.unwrap());
         assert_eq!(seal.acks.load(Ordering::SeqCst), 1);
-        assert!(seal.pending.lock().unwrap().is_none());
+        assert!(seal.pending.lock().unwrap().is_empty());
         assert_eq!(
             store
                 .authenticate("hvs.initroot", "")
@@ -330,5 +387,39 @@ pub(crate) mod tests {
         assert_eq!(before, after);
         assert_eq!(store.list_accessors().await.unwrap().len(), 1);
         assert_eq!(seal.acks.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn generated_tokens_are_claimed_on_request_even_after_a_hand_off() {
+        let (_db, store) = bare_store().await;
+        let seal = FakeSeal::with("hvs.initroot");
+        let store = Arc::new(store.with_root_source(seal.clone()));
+        assert!(store.hand_off_root_token().await.unwrap());
+        // generate-root made two more: the background hand-off is done for
+        // this unseal, but a claim on request takes both, in one pass.
+        seal.push("g1", "hvs.generated1");
+        seal.push("g2", "hvs.generated2");
+        assert!(!store.hand_off_root_token().await.unwrap());
+        let claims = seal.claims.load(Ordering::SeqCst);
+        assert_eq!(store.claim_root_tokens().await.unwrap(), 2);
+        assert_eq!(seal.claims.load(Ordering::SeqCst), claims + 2);
+        assert!(seal.pending.lock().unwrap().is_empty());
+        for t in ["hvs.initroot", "hvs.generated1", "hvs.generated2"] {
+            let e = store.lookup(TokenRef::Token(t)).await.unwrap();
+            assert_eq!(
+                (e.policies.as_slice(), e.ttl),
+                (["root".to_string()].as_slice(), 0)
+            );
+        }
+        // Nothing pending: nothing claimed, no error.
+        assert_eq!(store.claim_root_tokens().await.unwrap(), 0);
+        // Racing claims store each token once.
+        seal.push("g3", "hvs.generated3");
+        let (a, b) = tokio::join!(store.claim_root_tokens(), store.claim_root_tokens());
+        assert_eq!(a.unwrap() + b.unwrap(), 1);
+        assert_eq!(store.list_accessors().await.unwrap().len(), 4);
+        // Sealed: refused, nothing claimed.
+        store.barrier.keyring().clear();
+        assert!(store.claim_root_tokens().await.unwrap_err().is_sealed());
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use bulwark_proto::auth::v1::auth_server::Auth;
 use bulwark_proto::auth::v1::{
-    AuthenticateRequest, CreateTokenRequest, CreateTokenResponse, ListAccessorsRequest,
+    AckRevocationsRequest, AckRevocationsResponse, AuthenticateRequest, ClaimRootTokensRequest,
+    ClaimRootTokensResponse, CreateTokenRequest, CreateTokenResponse, ListAccessorsRequest,
     ListAccessorsResponse, LookupTokenRequest, RenewTokenRequest, RenewTokenResponse,
     RevocationEvent, RevokeTokenRequest, RevokeTokenResponse, TokenEntry, WatchRevocationsRequest,
 };
@@ -37,12 +38,18 @@ type RevocationStream = Pin<Box<dyn Stream<Item = Result<RevocationEvent, Status
 /// every batch; ends when the store closes, or with ABORTED if the watcher
 /// fell so far behind that events were lost (it must then drop every token it
 /// caches and watch again).
-pub fn revocation_stream(store: &TokenStore) -> RevocationStream {
+pub fn revocation_stream(store: &TokenStore, acknowledge: bool) -> RevocationStream {
     let (generation, rx) = store.subscribe_revocations();
+    let guard = acknowledge.then(|| store.register_watcher(generation));
+    let watcher_id = guard
+        .as_ref()
+        .map(|g| g.id().to_string())
+        .unwrap_or_default();
     let first = futures::stream::once(async move {
         Ok(RevocationEvent {
             generation,
             accessors: Vec::new(),
+            watcher_id,
         })
     });
     let rest = BroadcastStream::new(rx).map(|event| {
@@ -51,6 +58,11 @@ pub fn revocation_stream(store: &TokenStore) -> RevocationStream {
                 "revocation watcher fell behind by {n} events; drop cached tokens and watch again"
             ))
         })
+    });
+    // The watcher stays registered for as long as its stream lives.
+    let rest = rest.map(move |e| {
+        let _registered = &guard;
+        e
     });
     Box::pin(first.chain(rest).take_until(store.closed()))
 }
@@ -138,9 +150,34 @@ impl Auth for AuthService {
     /// watcher connected before unseal misses nothing.
     async fn watch_revocations(
         &self,
-        _: Request<WatchRevocationsRequest>,
+        req: Request<WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        Ok(Response::new(revocation_stream(&self.store)))
+        Ok(Response::new(revocation_stream(
+            &self.store,
+            req.into_inner().acknowledge,
+        )))
+    }
+
+    /// Allowed while sealed, like the stream it acknowledges.
+    async fn ack_revocations(
+        &self,
+        req: Request<AckRevocationsRequest>,
+    ) -> Result<Response<AckRevocationsResponse>, Status> {
+        let req = req.into_inner();
+        self.store.ack_revocations(&req.watcher_id, req.generation);
+        Ok(Response::new(AckRevocationsResponse {}))
+    }
+
+    /// Stores every root token pending in the seal service (see
+    /// [`TokenStore::claim_root_tokens`]).
+    #[tracing::instrument(skip_all)]
+    async fn claim_root_tokens(
+        &self,
+        _: Request<ClaimRootTokensRequest>,
+    ) -> Result<Response<ClaimRootTokensResponse>, Status> {
+        self.store.ensure_unsealed().await?;
+        let claimed = self.store.claim_root_tokens().await?;
+        Ok(Response::new(ClaimRootTokensResponse { claimed }))
     }
 }
 
@@ -276,7 +313,7 @@ mod tests {
         );
         // Watching works while sealed.
         let mut stream = svc
-            .watch_revocations(Request::new(WatchRevocationsRequest {}))
+            .watch_revocations(Request::new(WatchRevocationsRequest::default()))
             .await
             .unwrap()
             .into_inner();
@@ -287,7 +324,7 @@ mod tests {
     async fn watch_sends_the_generation_then_revocations_and_ends_on_close() {
         let Harness { store, root, .. } = harness().await;
         let token = create(&store, &root, |_| {}).await;
-        let mut stream = revocation_stream(&store);
+        let mut stream = revocation_stream(&store, false);
         let first = stream.next().await.unwrap().unwrap();
         assert!(first.accessors.is_empty());
         store

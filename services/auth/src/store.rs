@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bulwark_proto::auth::v1::{RevocationEvent, TokenEntry};
+use bulwark_shared::acks::{AckGuard, AckSet};
 use bulwark_shared::barrier::Barrier;
+use bulwark_shared::bus::{Bus, Notice};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -81,6 +83,8 @@ struct Events {
     generation: AtomicU64,
     /// Orders numbering with sending, and subscribing with both.
     lock: Mutex<()>,
+    /// The open revocation streams that acknowledge.
+    acks: AckSet,
 }
 
 /// The token store. Cheap to share behind an `Arc`; every method is safe to
@@ -93,7 +97,12 @@ pub struct TokenStore {
     events: Events,
     pub(crate) root: Option<Handoff>,
     closed: watch::Sender<bool>,
+    /// Revocations shared with the other replicas on the same database.
+    bus: Option<Bus>,
 }
+
+/// The bus topic of revoked accessors.
+const REVOCATION_TOPIC: &str = "auth_revocations";
 
 /// A record found by [`TokenRef`], with what identifies it.
 pub(crate) struct Found {
@@ -119,10 +128,19 @@ impl TokenStore {
                 tx,
                 generation: AtomicU64::new(start),
                 lock: Mutex::new(()),
+                acks: AckSet::default(),
             },
             root: None,
             closed: watch::Sender::new(false),
+            bus: None,
         }
+    }
+
+    /// Shares revocations with the other replicas of the auth service on
+    /// `bus` (start relaying theirs with [`TokenStore::follow_replicas`]).
+    pub fn with_bus(mut self, bus: Bus) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// The current time in unix seconds.
@@ -435,18 +453,109 @@ impl TokenStore {
 
     // === revocation events ===
 
-    /// Announces revoked accessors to every watcher (one numbered batch).
-    pub(crate) fn publish(&self, accessors: Vec<String>) {
+    /// Announces revoked accessors to every watcher (one numbered batch),
+    /// and to the other replicas of this service (see [`TokenStore::with_bus`]).
+    pub(crate) async fn publish(&self, accessors: Vec<String>) {
         if accessors.is_empty() {
             return;
         }
+        if let Some(bus) = &self.bus {
+            // Accessors are identifiers, not credentials; several notices
+            // when a revoked tree is large.
+            let mut notice = String::new();
+            for acc in &accessors {
+                if !notice.is_empty()
+                    && notice.len() + acc.len() + 1 > bulwark_shared::bus::MAX_PAYLOAD
+                {
+                    self.notify(bus, &notice).await;
+                    notice.clear();
+                }
+                if !notice.is_empty() {
+                    notice.push(',');
+                }
+                notice.push_str(acc);
+            }
+            self.notify(bus, &notice).await;
+        }
+        let generation = self.publish_local(accessors);
+        self.wait_acked(generation, bulwark_shared::acks::ACK_WAIT)
+            .await;
+    }
+
+    async fn notify(&self, bus: &Bus, notice: &str) {
+        if let Err(e) = bus.publish(REVOCATION_TOPIC, notice).await {
+            tracing::warn!(error = %e, "could not tell other auth replicas of a revocation");
+        }
+    }
+
+    /// Relays the revocations other replicas announce to this replica's
+    /// watchers (`*`, after notices may have been lost: drop every cached
+    /// token). Runs until the store closes.
+    pub fn follow_replicas(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let bus = self.bus.clone()?;
+        let me = self.clone();
+        Some(tokio::spawn(async move {
+            let mut notices = bus.subscribe(REVOCATION_TOPIC);
+            let closed = me.closed();
+            tokio::pin!(closed);
+            loop {
+                let notice = tokio::select! {
+                    () = &mut closed => return,
+                    n = notices.recv() => n,
+                };
+                match notice {
+                    Some(Notice::Message(list)) => {
+                        me.publish_local(
+                            list.split(',')
+                                .filter(|a| !a.is_empty())
+                                .map(String::from)
+                                .collect(),
+                        );
+                    }
+                    Some(Notice::Resync) => {
+                        me.publish_local(vec!["*".into()]);
+                    }
+                    None => return,
+                }
+            }
+        }))
+    }
+
+    /// Waits (at most `limit`) until every watcher has acknowledged
+    /// `generation`.
+    pub(crate) async fn wait_acked(&self, generation: u64, limit: std::time::Duration) {
+        if !self.events.acks.wait(generation, limit).await {
+            tracing::warn!(
+                generation,
+                "a revocation watcher did not acknowledge in time"
+            );
+        }
+    }
+
+    /// Registers a revocation watcher, acknowledged up to `generation`.
+    pub fn register_watcher(&self, generation: u64) -> AckGuard {
+        self.events.acks.register(generation)
+    }
+
+    /// A watcher applied every revocation up to `generation`.
+    pub fn ack_revocations(&self, watcher: &str, generation: u64) {
+        self.events.acks.ack(watcher, generation);
+    }
+
+    /// Sends one batch to this replica's watchers; returns its generation.
+    fn publish_local(&self, accessors: Vec<String>) -> u64 {
         let _order = self.events.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if accessors.is_empty() {
+            return self.events.generation.load(Ordering::SeqCst);
+        }
         let generation = self.events.generation.fetch_add(1, Ordering::SeqCst) + 1;
         // No watcher is not an error.
         let _ = self.events.tx.send(RevocationEvent {
             generation,
             accessors,
+            watcher_id: String::new(),
         });
+        generation
     }
 
     /// The current generation and a receiver of every later batch (whose
@@ -639,9 +748,9 @@ mod tests {
     async fn revocation_events_are_numbered() {
         let Harness { store, .. } = harness().await;
         let (generation, mut rx) = store.subscribe_revocations();
-        store.publish(vec![]);
-        store.publish(vec!["a".into()]);
-        store.publish(vec!["b".into(), "c".into()]);
+        store.publish(vec![]).await;
+        store.publish(vec!["a".into()]).await;
+        store.publish(vec!["b".into(), "c".into()]).await;
         let e1 = rx.recv().await.unwrap();
         let e2 = rx.recv().await.unwrap();
         assert_eq!(

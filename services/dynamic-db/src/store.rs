@@ -416,6 +416,7 @@ impl DbStore {
 
     /// Sets a new random password for the connection's user, in the
     /// database and in storage; the old one stops working.
+    #[tracing::instrument(name = "db.rotate_root", skip_all)]
     pub async fn rotate_root(&self, mount: &str, name: &str) -> Result<(), DbError> {
         self.ensure_unsealed().await?;
         layout::check_mount(mount)?;
@@ -576,6 +577,7 @@ impl DbStore {
 
     /// Creates a database user for `role`, in one transaction; on failure
     /// the role's rollback statements run and nothing is left behind.
+    #[tracing::instrument(name = "db.create_credentials", skip_all)]
     pub async fn create_credentials(
         &self,
         req: pb::CreateCredentialsRequest,
@@ -693,6 +695,7 @@ impl DbStore {
     /// revocation statements if it still has some, else the plugin's
     /// default. A user already gone is success; an unreachable database is
     /// `Unreachable` (the lease registry retries).
+    #[tracing::instrument(name = "db.revoke_credentials", skip_all)]
     pub async fn revoke_credentials(&self, mount: &str, data: &[u8]) -> Result<(), DbError> {
         self.ensure_unsealed().await?;
         layout::check_mount(mount)?;
@@ -745,6 +748,7 @@ impl DbStore {
 
     /// Extends a user's life to `expire_time`: the role's renew statements,
     /// else PostgreSQL's `VALID UNTIL` (nothing for MySQL).
+    #[tracing::instrument(name = "db.renew_credentials", skip_all)]
     pub async fn renew_credentials(
         &self,
         mount: &str,
@@ -957,6 +961,7 @@ impl DbStore {
     /// Between replicas, a rotation is claimed first (`pending_since`, by
     /// compare-and-swap) so that two never race; the new password is
     /// recorded only once the database has it.
+    #[tracing::instrument(name = "db.rotate_static", skip_all)]
     pub(crate) async fn rotate_static(
         &self,
         mount: &str,

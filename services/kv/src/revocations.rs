@@ -46,7 +46,7 @@ impl RevocationSource for AuthClient<Channel> {
         let mut client = self.clone();
         Box::pin(async move {
             let stream = client
-                .watch_revocations(WatchRevocationsRequest {})
+                .watch_revocations(WatchRevocationsRequest::default())
                 .await?
                 .into_inner();
             Ok(stream.boxed())
@@ -192,6 +192,7 @@ mod tests {
         Ok(RevocationEvent {
             generation,
             accessors: accessors.iter().map(|a| a.to_string()).collect(),
+            watcher_id: String::new(),
         })
     }
 

@@ -206,7 +206,8 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), PkiError> {
 
 /// Key generation (RSA takes a while) on the blocking pool.
 pub(crate) async fn generate_off_thread(spec: KeySpec) -> Result<(KeyPair, StoredKey), PkiError> {
-    tokio::task::spawn_blocking(move || crypto::generate(spec))
+    let span = tracing::info_span!("crypto.keygen", key_type = ?spec);
+    tokio::task::spawn_blocking(move || span.in_scope(|| crypto::generate(spec)))
         .await
         .map_err(|e| PkiError::Crypto(e.to_string()))?
 }

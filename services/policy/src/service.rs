@@ -144,14 +144,22 @@ impl Policy for PolicyService {
     /// ("something changed: drop everything").
     async fn watch_policies(
         &self,
-        _: Request<pb::WatchPoliciesRequest>,
+        req: Request<pb::WatchPoliciesRequest>,
     ) -> Result<Response<Self::WatchPoliciesStream>, Status> {
         // Sealed: refuse like every other RPC.
         self.store.ensure_unsealed().await?;
         let (generation, rx) = self.store.subscribe();
+        let guard = req
+            .into_inner()
+            .acknowledge
+            .then(|| self.store.acks().register(generation));
         let first = pb::PolicyEvent {
             generation,
             name: String::new(),
+            watcher_id: guard
+                .as_ref()
+                .map(|g| g.id().to_string())
+                .unwrap_or_default(),
         };
         let store = self.store.clone();
         let changes = BroadcastStream::new(rx).map(move |item| {
@@ -159,18 +167,35 @@ impl Policy for PolicyService {
                 Ok(change) => pb::PolicyEvent {
                     generation: change.generation,
                     name: change.name,
+                    watcher_id: String::new(),
                 },
                 Err(BroadcastStreamRecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "policy watcher lagged; sending a full reset");
                     pb::PolicyEvent {
                         generation: store.generation(),
                         name: String::new(),
+                        watcher_id: String::new(),
                     }
                 }
             })
         });
+        // The watcher stays registered for as long as its stream lives.
+        let changes = changes.map(move |e| {
+            let _registered = &guard;
+            e
+        });
         let stream = futures::stream::once(async move { Ok(first) }).chain(changes);
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    /// Allowed whenever the stream is.
+    async fn ack_policies(
+        &self,
+        req: Request<pb::AckPoliciesRequest>,
+    ) -> Result<Response<pb::AckPoliciesResponse>, Status> {
+        let req = req.into_inner();
+        self.store.acks().ack(&req.watcher_id, req.generation);
+        Ok(Response::new(pb::AckPoliciesResponse {}))
     }
 }
 
@@ -312,7 +337,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), Code::Unavailable);
         let e = svc
-            .watch_policies(Request::new(pb::WatchPoliciesRequest {}))
+            .watch_policies(Request::new(pb::WatchPoliciesRequest::default()))
             .await
             .err()
             .unwrap();
@@ -323,7 +348,7 @@ mod tests {
     async fn watch_sends_the_generation_then_each_change() {
         let svc = service().await;
         let mut events = svc
-            .watch_policies(Request::new(pb::WatchPoliciesRequest {}))
+            .watch_policies(Request::new(pb::WatchPoliciesRequest::default()))
             .await
             .unwrap()
             .into_inner();

@@ -186,6 +186,8 @@ pub struct PolicyStore {
     /// Serializes writers, so that change events follow storage order.
     writes: tokio::sync::Mutex<()>,
     events: broadcast::Sender<Change>,
+    /// The watchers that acknowledge changes.
+    acks: bulwark_shared::acks::AckSet,
 }
 
 /// Normalizes a policy name (trimmed, lower-cased) and validates it.
@@ -240,6 +242,7 @@ impl PolicyStore {
             }),
             writes: tokio::sync::Mutex::new(()),
             events,
+            acks: Default::default(),
         }
     }
 
@@ -290,7 +293,9 @@ impl PolicyStore {
         };
         let _writer = self.writes.lock().await;
         self.barrier.put_json(&storage_path(&name), &doc).await?;
-        self.changed(&name);
+        let generation = self.changed(&name);
+        drop(_writer);
+        self.wait_acked(generation).await;
         tracing::info!(policy = %name, "policy written");
         Ok(())
     }
@@ -349,7 +354,9 @@ impl PolicyStore {
         let existed = self.barrier.get(&path).await?.is_some();
         self.barrier.delete(&path).await?;
         if existed {
-            self.changed(&name);
+            let generation = self.changed(&name);
+            drop(_writer);
+            self.wait_acked(generation).await;
             tracing::info!(policy = %name, "policy deleted");
         }
         Ok(())
@@ -486,7 +493,7 @@ impl PolicyStore {
     }
 
     /// Records a change: new generation, caches dropped, watchers told.
-    fn changed(&self, name: &str) {
+    fn changed(&self, name: &str) -> u64 {
         let mut cache = self.cache();
         cache.generation += 1;
         cache.policies.remove(name);
@@ -496,6 +503,23 @@ impl PolicyStore {
             generation: cache.generation,
             name: name.to_string(),
         });
+        cache.generation
+    }
+
+    /// Waits (bounded) until every acknowledging watcher applied `generation`.
+    async fn wait_acked(&self, generation: u64) {
+        if !self
+            .acks
+            .wait(generation, bulwark_shared::acks::ACK_WAIT)
+            .await
+        {
+            tracing::warn!(generation, "a policy watcher did not acknowledge in time");
+        }
+    }
+
+    /// The acknowledging watchers of the change feed.
+    pub fn acks(&self) -> &bulwark_shared::acks::AckSet {
+        &self.acks
     }
 }
 

@@ -1,6 +1,11 @@
 //! The seal service: init (Shamir split of a random 256-bit root key), unseal
-//! with progress and nonce, seal, the seal-state stream, and per-service data
-//! keys derived from the barrier keyring.
+//! with progress and nonce, seal, the seal-state stream, per-service data
+//! keys derived from the barrier keyring, and key management: keyring
+//! rotation, rekey and root token generation. With `seal "static"` or
+//! `seal "transit"` (auto-unseal) the root key is stored wrapped by the seal
+//! key (or another server's transit key), the service unseals itself, and
+//! recovery keys take the unseal keys' place as the authority for rekey,
+//! generate-root and unsealing after `sys/seal`.
 //!
 //! Invariant: only this service ever holds the root key or the keyring. Other
 //! services get `ServiceKey` answers derived for the name in *their own*
@@ -8,8 +13,10 @@
 
 #![forbid(unsafe_code)]
 
+mod autoseal;
 mod core;
 pub mod error;
+mod keys;
 mod service;
 mod shamir;
 
@@ -25,9 +32,13 @@ use bulwark_shared::ServiceName;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-pub use crate::core::{random_base62, InitOutput, SealCore};
+pub use crate::core::{
+    random_base62, InitOutput, InitParams, PendingClaim, SealCore, INIT_ROOT_ID,
+};
 pub use crate::error::SealError;
+pub use crate::keys::{decode_token, encode_token, RekeyOutcome, RekeyTarget, OTP_LEN};
 pub use crate::service::SealService;
+pub use bulwark_shared::config::{SealSettings, StaticSealKey, TransitSealSettings};
 
 const SEAL_PREFIX: &str = "/bulwark.seal.v1.Seal/";
 
@@ -35,7 +46,7 @@ const SEAL_PREFIX: &str = "/bulwark.seal.v1.Seal/";
 /// follow the state and ask for its own key.
 pub fn allow_list() -> AllowList {
     use ServiceName::*;
-    let everyone = [Auth, Policy, Kv, DynamicDb, Pki, Audit, Gateway];
+    let everyone = [Auth, Policy, Kv, DynamicDb, Pki, Audit, Transit, Gateway];
     AllowList::new()
         .allow(SEAL_PREFIX, &[Gateway])
         .allow("/bulwark.seal.v1.Seal/Status", &everyone)
@@ -55,15 +66,47 @@ pub enum ServeError {
     Grpc(#[from] GrpcError),
 }
 
-/// Runs the seal service on `listener` until `shutdown`.
+/// Refuses a seal configuration that does not match the one the storage was
+/// initialized with (seal migration is not supported). [`serve`] checks it
+/// too; calling this first lets a process stop before starting anything.
+pub async fn check_seal_config(
+    db: &Database,
+    seal: Option<&SealSettings>,
+) -> Result<(), ServeError> {
+    let storage = db.namespace(ServiceName::Seal.namespace()).await?;
+    if let Some(cfg) = crate::core::read_config(&storage).await? {
+        crate::core::check_seal_type(&cfg, seal.map(SealSettings::seal_type))?;
+    }
+    Ok(())
+}
+
+/// Runs the seal service on `listener` until `shutdown`. With `seal` (a
+/// `seal "static"` or `seal "transit"` block), an auto seal: the service
+/// unseals itself (a transit seal in the background, retried until its
+/// server answers).
 pub async fn serve(
     identity: ServiceIdentity,
     db: Database,
+    seal: Option<SealSettings>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let storage = db.namespace(ServiceName::Seal.namespace()).await?;
-    let core = Arc::new(SealCore::load(storage, db.kind()).await?);
+    let core = Arc::new(SealCore::load_with(storage, db.kind(), seal).await?);
+    if core.needs_retrying_unseal().await {
+        tokio::spawn(crate::core::retry_auto_unseal(Arc::downgrade(&core)));
+    }
+    // `vault_core_unsealed` follows the state (the task ends with the core).
+    let mut states = core.subscribe();
+    tokio::spawn(async move {
+        let gauge = &bulwark_shared::metrics::metrics().unsealed;
+        loop {
+            gauge.set(i64::from(!states.borrow_and_update().sealed));
+            if states.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 pub const KEY_LEN: usize = 32;
 
 /// Splits `secret` into `shares` shares, any `threshold` of which recover it.
+#[tracing::instrument(name = "crypto.shamir.split", skip_all, fields(shares = shares, threshold = threshold))]
 pub fn split(secret: &[u8; KEY_LEN], shares: u8, threshold: u8) -> Vec<Zeroizing<Vec<u8>>> {
     if shares == 1 {
         return vec![Zeroizing::new(secret.to_vec())];
@@ -38,6 +39,7 @@ pub fn share_len(shares: u32) -> usize {
 }
 
 /// Recovers the secret from `threshold` distinct shares.
+#[tracing::instrument(name = "crypto.shamir.combine", skip_all)]
 pub fn combine(parts: &[Zeroizing<Vec<u8>>], threshold: u8) -> Option<Zeroizing<[u8; KEY_LEN]>> {
     if threshold == 1 && parts.len() == 1 && parts[0].len() == KEY_LEN {
         let mut out = Zeroizing::new([0u8; KEY_LEN]);

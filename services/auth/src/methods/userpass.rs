@@ -148,7 +148,9 @@ fn dummy_hash() -> &'static str {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuthError> {
-    tokio::task::spawn_blocking(f)
+    // The hashing span stays in the caller's trace.
+    let span = tracing::info_span!("crypto.password_hash");
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|_| AuthError::Internal("password hashing task"))
 }
