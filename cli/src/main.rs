@@ -8,6 +8,7 @@
 mod args;
 mod certs;
 mod client;
+mod mlock;
 mod server;
 
 use std::process::ExitCode;

@@ -84,6 +84,11 @@ struct Plan {
     /// `seal "static"` (its key read) or `seal "transit"` (its token and
     /// files read); only when this process runs seal.
     seal: Option<SealSettings>,
+    /// Serve the web UI at `/ui` (`ui = true`; always in dev mode).
+    ui: bool,
+    /// Lock the process's memory (not in dev mode, nor with
+    /// `disable_mlock = true`).
+    mlock: bool,
 }
 
 impl Plan {
@@ -120,6 +125,8 @@ impl Plan {
             telemetry: TelemetryConfig::default(),
             config_path: None,
             seal: None,
+            ui: true,
+            mlock: false,
         })
     }
 
@@ -149,6 +156,8 @@ impl Plan {
         };
         Ok(Plan {
             seal,
+            ui: cfg.ui,
+            mlock: !cfg.disable_mlock,
             targets,
             storage: cfg.storage,
             http_address: cfg.http_address,
@@ -212,6 +221,12 @@ pub fn run(a: ServerArgs) -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    if plan.mlock {
+        if let Err(e) = crate::mlock::lock_all() {
+            eprintln!("Error: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -415,6 +430,7 @@ async fn serve(plan: Plan, log_level: Option<LogLevelHandle>) -> anyhow::Result<
                 )
                 .await?;
                 gw.allow_unauthenticated_metrics(plan.telemetry.unauthenticated_metrics_access);
+                gw.enable_ui(plan.ui);
                 gateway = Some(gw.clone());
                 let http = TcpListener::bind(&plan.http_address)
                     .await

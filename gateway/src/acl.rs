@@ -7,7 +7,7 @@
 //! very next request. While a stream is down, its cache is bypassed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -66,11 +66,15 @@ type DecisionKey = (String, String, i32, bool);
 pub struct AclCache {
     tokens: RwLock<TokenCache>,
     token_live: AtomicBool,
-    /// Revocation streams open (one per auth replica).
-    token_streams: std::sync::atomic::AtomicUsize,
+    /// Revocation streams open (one per auth replica) and replicas known.
+    token_streams: AtomicUsize,
+    token_replicas: AtomicUsize,
     token_gen: AtomicU64,
     decisions: RwLock<HashMap<DecisionKey, AuthorizeResponse>>,
     policy_live: AtomicBool,
+    /// Change streams open (one per policy replica) and replicas known.
+    policy_streams: AtomicUsize,
+    policy_replicas: AtomicUsize,
     policy_gen: AtomicU64,
 }
 
@@ -87,24 +91,32 @@ impl AclCache {
         Arc::new(AclCache {
             tokens: RwLock::default(),
             token_live: AtomicBool::new(false),
-            token_streams: Default::default(),
+            token_streams: AtomicUsize::new(0),
+            token_replicas: AtomicUsize::new(1),
             token_gen: AtomicU64::new(0),
             decisions: RwLock::default(),
             policy_live: AtomicBool::new(false),
+            policy_streams: AtomicUsize::new(0),
+            policy_replicas: AtomicUsize::new(1),
             policy_gen: AtomicU64::new(0),
         })
     }
 
-    /// Follows the auth service's revocations and the policy service's
+    /// Follows every auth replica's revocations and every policy replica's
     /// changes, for as long as the process runs.
     pub fn spawn_watchers(
         self: &Arc<Self>,
         auth_replicas: Vec<AuthClient<Channel>>,
-        policy: PolicyClient<Channel>,
+        policy_replicas: Vec<PolicyClient<Channel>>,
     ) {
-        // One revocation stream from every auth replica: a revocation
+        // One stream from every replica: a revocation or a policy change
         // answers only once each stream's watcher acknowledged it, so no
-        // replica's revocation can be outrun by a request to this gateway.
+        // replica's change can be outrun by a request to this gateway. A
+        // cache is used only while every one of its streams is open.
+        self.token_replicas
+            .store(auth_replicas.len(), Ordering::SeqCst);
+        self.policy_replicas
+            .store(policy_replicas.len(), Ordering::SeqCst);
         for auth in auth_replicas {
             let me = self.clone();
             tokio::spawn(async move {
@@ -114,37 +126,51 @@ impl AclCache {
                 }
             });
         }
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut client = policy.clone();
-                let req = WatchPoliciesRequest { acknowledge: true };
-                if let Ok(resp) = client.watch_policies(req).await {
-                    let mut stream = resp.into_inner();
-                    me.clear_decisions();
-                    me.policy_live.store(true, Ordering::SeqCst);
-                    let mut watcher_id = String::new();
-                    while let Some(Ok(ev)) = stream.next().await {
-                        me.clear_decisions();
-                        if !ev.watcher_id.is_empty() {
-                            watcher_id = ev.watcher_id;
-                        } else if !watcher_id.is_empty() {
-                            let mut c = client.clone();
-                            let ack = AckPoliciesRequest {
-                                watcher_id: watcher_id.clone(),
-                                generation: ev.generation,
-                            };
-                            tokio::spawn(async move {
-                                let _ = c.ack_policies(ack).await;
-                            });
-                        }
-                    }
+        for policy in policy_replicas {
+            let me = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    me.follow_policies(policy.clone()).await;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                me.policy_live.store(false, Ordering::SeqCst);
-                me.clear_decisions();
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            });
+        }
+    }
+
+    /// Applies one policy replica's change stream until it ends,
+    /// acknowledging every change once applied.
+    async fn follow_policies(&self, mut client: PolicyClient<Channel>) {
+        let req = WatchPoliciesRequest { acknowledge: true };
+        let Ok(resp) = client.watch_policies(req).await else {
+            return;
+        };
+        let mut stream = resp.into_inner();
+        // Changes may have been missed while disconnected.
+        self.clear_decisions();
+        let open = self.policy_streams.fetch_add(1, Ordering::SeqCst) + 1;
+        self.policy_live.store(
+            open >= self.policy_replicas.load(Ordering::SeqCst),
+            Ordering::SeqCst,
+        );
+        let mut watcher_id = String::new();
+        while let Some(Ok(ev)) = stream.next().await {
+            self.clear_decisions();
+            if !ev.watcher_id.is_empty() {
+                watcher_id = ev.watcher_id;
+            } else if !watcher_id.is_empty() {
+                let mut c = client.clone();
+                let ack = AckPoliciesRequest {
+                    watcher_id: watcher_id.clone(),
+                    generation: ev.generation,
+                };
+                tokio::spawn(async move {
+                    let _ = c.ack_policies(ack).await;
+                });
             }
-        });
+        }
+        self.policy_streams.fetch_sub(1, Ordering::SeqCst);
+        self.policy_live.store(false, Ordering::SeqCst);
+        self.clear_decisions();
     }
 
     /// Applies one auth replica's revocation stream until it ends,
@@ -158,9 +184,11 @@ impl AclCache {
         let mut watcher_id = String::new();
         // Events may have been missed while disconnected.
         self.clear_tokens();
-        if self.token_streams.fetch_add(1, Ordering::SeqCst) == 0 {
-            self.token_live.store(true, Ordering::SeqCst);
-        }
+        let open = self.token_streams.fetch_add(1, Ordering::SeqCst) + 1;
+        self.token_live.store(
+            open >= self.token_replicas.load(Ordering::SeqCst),
+            Ordering::SeqCst,
+        );
         while let Some(Ok(ev)) = stream.next().await {
             if !ev.watcher_id.is_empty() {
                 watcher_id = ev.watcher_id.clone();
@@ -189,9 +217,8 @@ impl AclCache {
                 });
             }
         }
-        if self.token_streams.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.token_live.store(false, Ordering::SeqCst);
-        }
+        self.token_streams.fetch_sub(1, Ordering::SeqCst);
+        self.token_live.store(false, Ordering::SeqCst);
         self.clear_tokens();
     }
 

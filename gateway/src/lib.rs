@@ -21,6 +21,7 @@ mod reply;
 pub mod request;
 mod sys;
 mod token;
+mod ui;
 mod wrapping;
 
 use std::future::Future;
@@ -90,6 +91,8 @@ struct Inner {
     scrapers: observe::Scrapers,
     /// `sys/metrics` without a token (the listener's telemetry setting).
     unauthenticated_metrics: std::sync::atomic::AtomicBool,
+    /// Whether `/ui` is served (see [`ui`]).
+    ui: std::sync::atomic::AtomicBool,
 }
 
 /// Shared gateway state. Cheap to clone.
@@ -123,6 +126,11 @@ impl Gateway {
             .into_iter()
             .map(AuthClient::new)
             .collect();
+        let policy_replicas: Vec<PolicyClient<Channel>> =
+            bulwark_shared::grpc::each_replica(&up.policy)
+                .into_iter()
+                .map(PolicyClient::new)
+                .collect();
         let methods = MethodsClient::new(up.auth.clone());
         let leases = LeasesClient::new(up.auth.clone());
         let dynamic_db = DynamicDbClient::new(up.dynamic_db);
@@ -133,7 +141,7 @@ impl Gateway {
         let auth = AuthClient::new(up.auth);
         let policy = PolicyClient::new(up.policy);
         let acl = AclCache::new();
-        acl.spawn_watchers(auth_replicas, policy.clone());
+        acl.spawn_watchers(auth_replicas, policy_replicas);
         let audit = AuditClient::new(up.audit)
             .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE);
         let audit_need = audit::AuditNeed::spawn(audit.clone());
@@ -156,6 +164,7 @@ impl Gateway {
                 config: barrier,
                 scrapers,
                 unauthenticated_metrics: Default::default(),
+                ui: Default::default(),
                 methods,
                 leases,
                 dynamic_db,
@@ -183,6 +192,16 @@ impl Gateway {
         self.inner
             .unauthenticated_metrics
             .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Serves the web UI at `/ui` (the config's `ui = true`; always in dev
+    /// mode). Off by default: an API-only deployment exposes no HTML.
+    pub fn enable_ui(&self, on: bool) {
+        self.inner.ui.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn ui_enabled(&self) -> bool {
+        self.inner.ui.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn config_store(&self) -> &Barrier {
@@ -387,12 +406,14 @@ pub struct ApiRequest {
     pub body: bytes::Bytes,
 }
 
-/// The HTTP router: everything under `/v1/` goes through [`dispatch`].
+/// The HTTP router: everything under `/v1/` goes through [`dispatch`]; the
+/// web UI's few files (with their own headers) are beside it.
 pub fn router(gw: Gateway) -> Router {
     Router::new()
         .route("/v1/{*path}", any(handle_v1))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::map_response(common_headers))
+        .merge(ui::routes())
         .layer(middleware::from_fn(observe::trace_request))
         .with_state(gw)
 }

@@ -23,6 +23,9 @@
 //! log_level  = "info"
 //! log_format = "text"                 # or "json"
 //!
+//! # Requests the gateway handles at once; beyond it, 503 at once (not queued).
+//! max_request_in_flight = 4096
+//!
 //! telemetry {
 //!   otlp_endpoint        = "http://127.0.0.1:4317"  # traces over OTLP (else OTEL_EXPORTER_OTLP_ENDPOINT)
 //!   otlp_protocol        = "grpc"                   # or "http/protobuf"
@@ -108,6 +111,9 @@ struct RawConfig {
     /// unsupported type is named as such rather than by its first attribute.
     #[serde(default)]
     seal: BTreeMap<String, BTreeMap<String, hcl::Value>>,
+    /// The gateway's bound on requests in flight (a value, so that a
+    /// wrong type is reported by name, at its line).
+    max_request_in_flight: Option<hcl::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,12 +249,29 @@ pub struct ServerConfig {
     pub log_level: String,
     pub log_format: LogFormat,
     pub telemetry: TelemetryConfig,
-    /// `ui = true`: serve the web UI (issue 15; nothing is served yet).
+    /// `ui = true`: serve the web UI at `/ui` (the gateway's embedded files,
+    /// a client of `/v1` like any other). Off unless asked for, so that an
+    /// API-only deployment serves no HTML; `server -dev` always has it.
     pub ui: bool,
     /// `seal "static"` or `seal "transit"`: auto-unseal; `None` = Shamir
     /// unseal keys.
     pub seal: Option<SealConfig>,
+    /// `disable_mlock = true`: do not lock the process's memory. Off by
+    /// default, as in Vault: keys and secrets must not be swapped to disk.
+    pub disable_mlock: bool,
+    /// `max_request_in_flight`: how many `/v1` requests the gateway handles
+    /// at once (default [`DEFAULT_MAX_REQUEST_IN_FLIGHT`]). One more is
+    /// answered 503 at once instead of queueing, so that overload costs
+    /// fast refusals rather than memory.
+    pub max_request_in_flight: usize,
 }
+
+/// The gateway's default bound on requests in flight.
+pub const DEFAULT_MAX_REQUEST_IN_FLIGHT: usize = 4096;
+
+/// The largest `max_request_in_flight` accepted (each request may hold a
+/// 32 MiB body: a bound beyond this bounds nothing).
+pub const MAX_MAX_REQUEST_IN_FLIGHT: usize = 1_000_000;
 
 /// Parses a target list: `all`, or service names separated by commas.
 pub fn parse_targets(items: &[String]) -> Result<Vec<ServiceName>, String> {
@@ -498,10 +521,12 @@ impl ServerConfig {
             None => false,
             Some(v) => v.value().map_err(|e| invalid(format!("ui: {e}")))?,
         };
-        if let Some(v) = &raw.disable_mlock {
-            v.value()
-                .map_err(|e| invalid(format!("disable_mlock: {e}")))?;
-        }
+        let disable_mlock = match &raw.disable_mlock {
+            None => false,
+            Some(v) => v
+                .value()
+                .map_err(|e| invalid(format!("disable_mlock: {e}")))?,
+        };
         let log_format = match raw.log_format.as_deref() {
             None | Some("text") | Some("standard") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -516,8 +541,14 @@ impl ServerConfig {
             Some(t) => parse_telemetry(t).map_err(|e| invalid(format!("telemetry: {e}")))?,
         };
         let seal = parse_seal(raw.seal, file).map_err(invalid)?;
+        let max_request_in_flight = match &raw.max_request_in_flight {
+            None => DEFAULT_MAX_REQUEST_IN_FLIGHT,
+            Some(v) => parse_in_flight(v).map_err(invalid)?,
+        };
         Ok(ServerConfig {
+            max_request_in_flight,
             ui,
+            disable_mlock,
             telemetry,
             targets,
             storage,
@@ -530,6 +561,23 @@ impl ServerConfig {
             seal,
         })
     }
+}
+
+/// `max_request_in_flight`: a whole number from 1 to
+/// [`MAX_MAX_REQUEST_IN_FLIGHT`] (a quoted number is taken too).
+fn parse_in_flight(v: &hcl::Value) -> Result<usize, String> {
+    let n = match v {
+        hcl::Value::Number(n) => n.as_u64(),
+        hcl::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (1..=MAX_MAX_REQUEST_IN_FLIGHT).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "max_request_in_flight = {v}: expected a whole number from 1 to {MAX_MAX_REQUEST_IN_FLIGHT}"
+            )
+        })
 }
 
 fn parse_telemetry(t: RawTelemetry) -> Result<TelemetryConfig, String> {
@@ -1242,6 +1290,7 @@ mod tests {
             }
         );
         assert!(c.ui);
+        assert!(c.disable_mlock);
         assert_eq!(c.targets, vec![ServiceName::Seal, ServiceName::Gateway]);
         assert!(matches!(
             c.storage,
@@ -1401,6 +1450,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("bad.hcl:2: "), "{e}");
+    }
+
+    #[test]
+    fn max_request_in_flight_default_value_and_mistakes() {
+        let c = ServerConfig::parse("m.hcl", "").unwrap();
+        assert_eq!(c.max_request_in_flight, DEFAULT_MAX_REQUEST_IN_FLIGHT);
+        let c = ServerConfig::parse("m.hcl", "max_request_in_flight = 2\n").unwrap();
+        assert_eq!(c.max_request_in_flight, 2);
+        for bad in ["0", "-5", "1000001"] {
+            let e = ServerConfig::parse(
+                "m.hcl",
+                &format!("log_level = \"info\"\n\nmax_request_in_flight = {bad}\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.starts_with("m.hcl:3: "), "{bad}: {e}");
+            assert!(e.contains("max_request_in_flight"), "{bad}: {e}");
+        }
+        for bad in ["\"many\"", "2.5", "true", "[1]"] {
+            let e = ServerConfig::parse("m.hcl", &format!("\nmax_request_in_flight = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("m.hcl:2: max_request_in_flight"),
+                "{bad}: {e}"
+            );
+        }
+        let c = ServerConfig::parse("m.hcl", "max_request_in_flight = \"64\"\n").unwrap();
+        assert_eq!(c.max_request_in_flight, 64);
     }
 
     #[test]

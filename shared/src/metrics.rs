@@ -59,6 +59,15 @@ pub struct Metrics {
     pub audit_request_failure: IntCounter,
     /// `vault_audit_log_response_failure` (gateway).
     pub audit_response_failure: IntCounter,
+    /// `bulwark_http_overload_rejections_total`: requests refused with 503
+    /// because `max_request_in_flight` were already being handled (gateway).
+    pub overload_rejections: IntCounter,
+    /// `vault_quota_rate_limit_violation`: requests refused by a rate-limit
+    /// quota (gateway).
+    pub rate_limit_violations: IntCounter,
+    /// `vault_quota_lease_count_violation`: leases refused by a lease-count
+    /// quota (gateway).
+    pub lease_count_violations: IntCounter,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -145,6 +154,18 @@ impl Metrics {
                 "vault_audit_log_response_failure",
                 "Responses withheld because no audit device recorded them.",
             ),
+            overload_rejections: counter(
+                "bulwark_http_overload_rejections_total",
+                "API requests refused with 503 because max_request_in_flight were in flight.",
+            ),
+            rate_limit_violations: counter(
+                "vault_quota_rate_limit_violation",
+                "API requests refused with 429 by a rate-limit quota.",
+            ),
+            lease_count_violations: counter(
+                "vault_quota_lease_count_violation",
+                "Leases refused with 429 by a lease-count quota.",
+            ),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
@@ -160,6 +181,9 @@ impl Metrics {
             Box::new(m.audit_log_response.clone()),
             Box::new(m.audit_request_failure.clone()),
             Box::new(m.audit_response_failure.clone()),
+            Box::new(m.overload_rejections.clone()),
+            Box::new(m.rate_limit_violations.clone()),
+            Box::new(m.lease_count_violations.clone()),
         ];
         for c in collectors {
             let _ = m.registry.register(c);

@@ -1,12 +1,14 @@
 //! Several replicas on one PostgreSQL act as one system (issue 11): every
 //! service in its own process, the gateway and the auth service twice each,
-//! certificates from `bulwark certs`, static auto-unseal.
+//! certificates from `bulwark certs`, static auto-unseal. The policy
+//! service runs twice too.
 //!
-//! Gateway A prefers auth A and gateway B auth B (each process's config
-//! lists its preferred replica first), so what one replica does must reach
+//! Gateway A prefers auth A and policy A, gateway B auth B and policy B
+//! (each process's config lists its preferred replica first), so what one
+//! replica does must reach
 //! the other through the database: a write through A is read through B; a
 //! token revoked through A is refused by B on the very next request; a
-//! policy edit applies everywhere; a lease expires once although two auth
+//! policy edit through either applies to the other's very next decision; a lease expires once although two auth
 //! replicas run; when the auth replica holding the expiration lock dies,
 //! the other takes over, and gateway A moves to auth B.
 
@@ -71,34 +73,31 @@ async fn start(pg_url: &str) -> Topology {
     assert!(status.success());
     // The static seal key (hex), read by the seal process only.
     std::fs::write(dir.path().join("seal.key"), "7f".repeat(32)).expect("seal key");
-    let auth_a = format!("127.0.0.1:{}", free_port());
-    let auth_b = format!("127.0.0.1:{}", free_port());
+    let auth = [free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
+    let policy = [free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
     let others: Vec<(ServiceName, String)> = ServiceName::ALL
         .iter()
-        .filter(|s| !matches!(s, ServiceName::Gateway | ServiceName::Auth))
+        .filter(|s| {
+            !matches!(
+                s,
+                ServiceName::Gateway | ServiceName::Auth | ServiceName::Policy
+            )
+        })
         .map(|s| (*s, format!("\"127.0.0.1:{}\"", free_port())))
         .collect();
-    // Each replica's config names itself (or its preferred peer) first.
-    let with_auth = |first: &str, second: &str| {
+    // Each replica's config names itself (or its preferred peers) first.
+    let prefer = |first: usize| {
+        let second = 1 - first;
         let mut v = others.clone();
-        v.push((ServiceName::Auth, format!("[\"{first}\", \"{second}\"]")));
+        for (svc, addrs) in [(ServiceName::Auth, &auth), (ServiceName::Policy, &policy)] {
+            let list = format!("[\"{}\", \"{}\"]", addrs[first], addrs[second]);
+            v.push((svc, list));
+        }
         v
     };
     let (http_a, http_b) = (free_port(), free_port());
-    let cfg_a = write_config(
-        dir.path(),
-        "a",
-        pg_url,
-        http_a,
-        &with_auth(&auth_a, &auth_b),
-    );
-    let cfg_b = write_config(
-        dir.path(),
-        "b",
-        pg_url,
-        http_b,
-        &with_auth(&auth_b, &auth_a),
-    );
+    let cfg_a = write_config(dir.path(), "a", pg_url, http_a, &prefer(0));
+    let cfg_b = write_config(dir.path(), "b", pg_url, http_b, &prefer(1));
     let env = vec![("RUST_LOG".to_string(), "info,sqlx=warn".to_string())];
     let mut procs = vec![];
     let mut run = |name: &str, cfg: &Path, target: &str| {
@@ -119,6 +118,8 @@ async fn start(pg_url: &str) -> Topology {
     }
     run("auth-a", &cfg_a, "auth");
     run("auth-b", &cfg_b, "auth");
+    run("policy-a", &cfg_a, "policy");
+    run("policy-b", &cfg_b, "policy");
     run("gateway-a", &cfg_a, "gateway");
     run("gateway-b", &cfg_b, "gateway");
     Topology {
@@ -278,18 +279,43 @@ async fn replicas_on_one_postgres_act_as_one_system() {
         );
     }
 
-    // A policy edit through A applies to B's next decision.
+    // A policy edit through one gateway and policy replica applies to the
+    // other's very next decision, both ways, though both had it cached.
     let tok = token(&ra, &["reader"]).await;
-    let via_b = b.with_token(&tok);
-    assert_eq!(via_b.get("secret/data/app").await.status, 200);
-    let r = ra
-        .put(
-            "sys/policies/acl/reader",
-            json!({"policy": "path \"secret/data/other\" { capabilities = [\"read\"] }"}),
-        )
-        .await;
-    assert_eq!(r.status, 204);
-    assert_eq!(via_b.get("secret/data/app").await.status, 403);
+    let policy =
+        |path: &str| json!({"policy": format!("path \"{path}\" {{ capabilities = [\"read\"] }}")});
+    for round in 0..6 {
+        let (writer, other) = if round % 2 == 0 { (&ra, &b) } else { (&rb, &a) };
+        let via_other = other.with_token(&tok);
+        let r = writer
+            .put("sys/policies/acl/reader", policy("secret/data/*"))
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+        for _ in 0..2 {
+            assert_eq!(
+                via_other.get("secret/data/app").await.status,
+                200,
+                "round {round}"
+            );
+        }
+        let r = writer
+            .put("sys/policies/acl/reader", policy("secret/data/other"))
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+        assert_eq!(
+            via_other.get("secret/data/app").await.status,
+            403,
+            "round {round}: a stale policy decided on the other side"
+        );
+        let r = other.with_token(&root).get("sys/policies/acl/reader").await;
+        assert!(
+            r.body["data"]["policy"]
+                .as_str()
+                .is_some_and(|p| p.contains("secret/data/other")),
+            "round {round}: {:?}",
+            r.body
+        );
+    }
 
     // Leases expire once, whichever replica runs the expiration manager.
     let deadline = Instant::now() + Duration::from_secs(30);

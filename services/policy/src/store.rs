@@ -16,9 +16,15 @@
 //! Parsed policies and compiled ACLs (per sorted set of names) are cached in
 //! memory. Every write or delete bumps a generation counter, drops the
 //! changed policy and every compiled ACL, and is announced to watchers; a
-//! cache fill that started before a change is discarded. The caches are
-//! per process: a change written by another replica is not seen until this
-//! one changes something itself or restarts.
+//! cache fill that started before a change is discarded.
+//!
+//! Replicas on one PostgreSQL stay coherent through a change stamp: every
+//! write or delete also stores a fresh random stamp (`core/stamp`), after
+//! the policy itself. Before answering from its caches a replica reads the
+//! stamp (one point read, only on the gateway's cache misses) and drops
+//! every cache when it differs from the one its caches were filled under,
+//! telling its own watchers too. So once a write has answered, no replica
+//! decides on the old text.
 //!
 //! While sealed every operation answers [`PolicyError::Sealed`], even when
 //! the answer is cached (the caches are dropped then).
@@ -46,6 +52,9 @@ pub const MAX_NAME_CHARS: usize = 128;
 
 /// Storage prefix of the policies.
 const PREFIX: &str = "policy/";
+
+/// Where the change stamp is kept (outside [`PREFIX`], never listed).
+const STAMP_PATH: &str = "core/stamp";
 
 /// Cache bounds: when full, a cache is emptied and refilled on demand.
 const MAX_CACHED_POLICIES: usize = 4096;
@@ -177,6 +186,9 @@ struct Cache {
     policies: HashMap<String, Option<Arc<Loaded>>>,
     /// Sorted, deduplicated names → compiled ACL.
     acls: HashMap<Vec<String>, Arc<Acl>>,
+    /// The stored change stamp the caches were filled under (`None`: not
+    /// read yet, or no policy was ever changed).
+    stamp: Option<Vec<u8>>,
 }
 
 /// The policies of this Bulwark: storage, built-ins, caches, change feed.
@@ -239,6 +251,7 @@ impl PolicyStore {
                 generation,
                 policies: HashMap::new(),
                 acls: HashMap::new(),
+                stamp: None,
             }),
             writes: tokio::sync::Mutex::new(()),
             events,
@@ -293,7 +306,8 @@ impl PolicyStore {
         };
         let _writer = self.writes.lock().await;
         self.barrier.put_json(&storage_path(&name), &doc).await?;
-        let generation = self.changed(&name);
+        let stamp = self.restamp().await?;
+        let generation = self.changed(&name, Some(stamp));
         drop(_writer);
         self.wait_acked(generation).await;
         tracing::info!(policy = %name, "policy written");
@@ -310,6 +324,7 @@ impl PolicyStore {
                 policy: String::new(),
             }));
         }
+        self.sync_stamp().await?;
         Ok(self.load(&name).await?.map(|l| l.doc.clone()))
     }
 
@@ -354,7 +369,8 @@ impl PolicyStore {
         let existed = self.barrier.get(&path).await?.is_some();
         self.barrier.delete(&path).await?;
         if existed {
-            let generation = self.changed(&name);
+            let stamp = self.restamp().await?;
+            let generation = self.changed(&name, Some(stamp));
             drop(_writer);
             self.wait_acked(generation).await;
             tracing::info!(policy = %name, "policy deleted");
@@ -373,6 +389,7 @@ impl PolicyStore {
             .collect();
         key.sort_unstable();
         key.dedup();
+        self.sync_stamp().await?;
         let generation = {
             let cache = self.cache();
             if let Some(acl) = cache.acls.get(&key) {
@@ -492,12 +509,39 @@ impl PolicyStore {
         self.barrier.keyring()
     }
 
-    /// Records a change: new generation, caches dropped, watchers told.
-    fn changed(&self, name: &str) -> u64 {
+    /// Stores a fresh change stamp (after the change it marks); returns it.
+    async fn restamp(&self) -> Result<Vec<u8>, PolicyError> {
+        let mut stamp = vec![0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut stamp);
+        self.barrier.put(STAMP_PATH, &stamp).await?;
+        Ok(stamp)
+    }
+
+    /// Drops every cache when another replica changed a policy since they
+    /// were filled (see the module documentation).
+    async fn sync_stamp(&self) -> Result<(), PolicyError> {
+        let stored = self.barrier.get(STAMP_PATH).await?.map(|s| s.to_vec());
+        if stored.is_none() || self.cache().stamp == stored {
+            return Ok(());
+        }
+        self.changed("*", stored);
+        Ok(())
+    }
+
+    /// Records a change: new generation, caches dropped (all of them for
+    /// `*`), watchers told. `stamp`: the change stamp this replica stored.
+    fn changed(&self, name: &str, stamp: Option<Vec<u8>>) -> u64 {
         let mut cache = self.cache();
         cache.generation += 1;
-        cache.policies.remove(name);
+        if name == "*" {
+            cache.policies.clear();
+        } else {
+            cache.policies.remove(name);
+        }
         cache.acls.clear();
+        if stamp.is_some() {
+            cache.stamp = stamp;
+        }
         // No receiver is not an error.
         let _ = self.events.send(Change {
             generation: cache.generation,

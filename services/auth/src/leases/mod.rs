@@ -529,6 +529,23 @@ impl LeaseRegistry {
         Ok(self.store.barrier.list(&index_path(&dir)).await?)
     }
 
+    /// How many leases have ids starting with `prefix` (a raw prefix; ""
+    /// counts every lease). Read from the path index alone — one counting
+    /// query, no record read or decrypted — so a lease-count quota can ask
+    /// before every issue. A lease counts until it is gone: while it is
+    /// being revoked (its engine failing, say) it still holds its place,
+    /// as in Vault, where the quota is released only by the revocation.
+    pub async fn count(&self, prefix: &str) -> Result<u64, AuthError> {
+        self.store.ensure_unsealed().await?;
+        if prefix.len() > record::MAX_PATH_LEN
+            || prefix.contains("..")
+            || prefix.chars().any(char::is_control)
+        {
+            return Err(AuthError::invalid("invalid lease prefix"));
+        }
+        Ok(self.store.barrier.count(&index_path(prefix)).await?)
+    }
+
     /// Starts [`LeaseRegistry::tidy`] in the background (Vault answers 202
     /// at once); a tidy already running is not started twice.
     pub fn start_tidy(self: &Arc<Self>) {

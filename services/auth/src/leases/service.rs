@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bulwark_proto::auth::v1::leases_server::Leases;
 use bulwark_proto::auth::v1::{
-    LeaseEmpty, LeaseInfo, LeaseRequest, ListLeasesRequest, ListLeasesResponse,
+    CountLeasesRequest, CountLeasesResponse, LeaseEmpty, LeaseInfo, LeaseRequest, ListLeasesRequest, ListLeasesResponse,
     RegisterLeaseRequest, RenewLeaseRequest, RevokeLeaseRequest, RevokePrefixRequest,
     RevokePrefixResponse,
 };
@@ -92,6 +92,18 @@ impl Leases for LeasesService {
         self.registry.store().ensure_unsealed().await?;
         Ok(Response::new(ListLeasesResponse {
             keys: self.registry.list(&req.get_ref().prefix).await?,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn count_leases(
+        &self,
+        req: Request<CountLeasesRequest>,
+    ) -> Result<Response<CountLeasesResponse>, Status> {
+        self.registry.store().ensure_unsealed().await?;
+        let count = self.registry.count(&req.get_ref().prefix).await?;
+        Ok(Response::new(CountLeasesResponse {
+            count: i64::try_from(count).unwrap_or(i64::MAX),
         }))
     }
 

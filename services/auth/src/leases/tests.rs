@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bulwark_proto::auth::v1::leases_server::Leases;
 use bulwark_proto::auth::v1::{
-    LeaseEmpty, LeaseRequest, ListLeasesRequest, RegisterLeaseRequest, RenewLeaseRequest,
+    CountLeasesRequest, LeaseEmpty, LeaseRequest, ListLeasesRequest, RegisterLeaseRequest, RenewLeaseRequest,
     RevokeLeaseRequest, RevokePrefixRequest,
 };
 use bulwark_shared::barrier::Barrier;
@@ -960,4 +960,86 @@ async fn rpcs_map_requests_and_errors() {
         (tonic::Code::InvalidArgument, "invalid lease")
     );
     drop(store);
+}
+
+#[tokio::test]
+async fn count_leases_by_prefix_until_they_are_gone() {
+    let Fixture {
+        store,
+        root,
+        engine,
+        reg,
+        ..
+    } = fixture().await;
+    let svc = LeasesService::new(reg.clone());
+    let count = |prefix: &str| {
+        let req = Request::new(CountLeasesRequest {
+            prefix: prefix.to_string(),
+        });
+        let svc = &svc;
+        async move { svc.count_leases(req).await.map(|r| r.into_inner().count) }
+    };
+    assert_eq!(count("").await.unwrap(), 0);
+    let mut app = Vec::new();
+    for _ in 0..3 {
+        app.push(
+            reg.register(&lease_req(&root, "database/creds/app", 60, 0))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    reg.register(&lease_req(&root, "database/creds/application", 60, 0))
+        .await
+        .unwrap();
+    reg.register(&lease_req(&root, "other/creds/app", 60, 0))
+        .await
+        .unwrap();
+    assert_eq!(count("").await.unwrap(), 5);
+    assert_eq!(count("database/").await.unwrap(), 4);
+    assert_eq!(count("database/creds/app/").await.unwrap(), 3);
+    // A raw prefix: a glob over role names.
+    assert_eq!(count("database/creds/app").await.unwrap(), 4);
+    assert_eq!(count("nothing/").await.unwrap(), 0);
+    // LIKE wildcards in a prefix are literal.
+    assert_eq!(count("database/creds/%").await.unwrap(), 0);
+    assert_eq!(count("database/creds/ap_/").await.unwrap(), 0);
+    // A lease whose engine fails to revoke it still counts; once revoked, not.
+    engine.set_down(true);
+    assert!(reg.revoke(&app[0], true).await.is_err());
+    assert_eq!(count("database/creds/app/").await.unwrap(), 3);
+    engine.set_down(false);
+    reg.revoke(&app[0], true).await.unwrap();
+    assert_eq!(count("database/creds/app/").await.unwrap(), 2);
+    // Revoking the owner: counted until the manager has revoked them.
+    let t = create(&store, &root, |_| {}).await;
+    reg.register(&lease_req(&t.token, "database/creds/app", 60, 0))
+        .await
+        .unwrap();
+    assert_eq!(count("database/creds/app/").await.unwrap(), 3);
+    store
+        .revoke(TokenRef::Token(&t.token), false)
+        .await
+        .unwrap();
+    assert_eq!(count("database/creds/app/").await.unwrap(), 3);
+    assert_eq!(pass(&reg).await, 1);
+    assert_eq!(count("database/creds/app/").await.unwrap(), 2);
+    // Bad prefixes.
+    for bad in ["a/../b", "a\nb", &"x".repeat(600)] {
+        let s = count(bad).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    }
+    // Only the gateway may ask.
+    let allow = crate::allow_list();
+    for name in bulwark_shared::ServiceName::ALL {
+        assert_eq!(
+            allow.permits("/bulwark.auth.v1.Leases/CountLeases", name),
+            name == bulwark_shared::ServiceName::Gateway,
+            "{name:?}"
+        );
+    }
+    // Sealed: refused before looking.
+    store.barrier.keyring().clear();
+    let s = count("").await.unwrap_err();
+    assert_eq!(s.code(), tonic::Code::Unavailable);
 }
