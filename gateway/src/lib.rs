@@ -17,6 +17,7 @@ pub mod listener;
 mod methods;
 pub mod mounts;
 pub mod observe;
+mod quotas;
 mod reply;
 pub mod request;
 mod sys;
@@ -80,6 +81,10 @@ struct Inner {
     acl: Arc<AclCache>,
     mounts: mounts::MountTable,
     auth_mounts: mounts::MountTable,
+    /// Rate-limit and lease-count quotas (`sys/quotas/*`).
+    quotas: quotas::Quotas,
+    /// The bound on `/v1` requests handled at once.
+    in_flight: quotas::InFlight,
     methods: MethodsClient<Channel>,
     leases: LeasesClient<Channel>,
     dynamic_db: DynamicDbClient<Channel>,
@@ -161,6 +166,10 @@ impl Gateway {
                     .with_bus(bus.clone()),
                 auth_mounts: mounts::MountTable::new(mounts::Table::Auth, barrier.clone())
                     .with_bus(bus.clone()),
+                quotas: quotas::Quotas::new(barrier.clone(), Some(bus.clone())),
+                in_flight: quotas::InFlight::new(
+                    bulwark_shared::config::DEFAULT_MAX_REQUEST_IN_FLIGHT,
+                ),
                 config: barrier,
                 scrapers,
                 unauthenticated_metrics: Default::default(),
@@ -181,9 +190,16 @@ impl Gateway {
                 let Some(inner) = weak.upgrade() else { return };
                 inner.mounts.forget();
                 inner.auth_mounts.forget();
+                inner.quotas.forget();
             }
         });
         Ok(gw)
+    }
+
+    /// Bounds the `/v1` requests handled at once (`max_request_in_flight`):
+    /// one more is refused with 503 at once rather than queued.
+    pub fn set_max_request_in_flight(&self, max: usize) {
+        self.inner.in_flight.set_max(max);
     }
 
     /// Lets `sys/metrics` answer without a token (`telemetry {
@@ -456,15 +472,27 @@ async fn handle_v1(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         .strip_prefix("/v1/")
         .unwrap_or_default()
         .to_string();
-    let query: Vec<(String, String)> = parts.uri.query().map(url_decode_pairs).unwrap_or_default();
-    let body = match request::read_body(&parts.headers, body).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
+    // Admitted before the body is read: overload costs no memory.
+    let _permit = match quotas::overload_exempt(&path) {
+        true => None,
+        false => match gw.inner.in_flight.try_admit() {
+            Some(p) => Some(p),
+            None => return quotas::overloaded(),
+        },
     };
+    let query: Vec<(String, String)> = parts.uri.query().map(url_decode_pairs).unwrap_or_default();
     let remote = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
+    let rate = match quotas::rate_limit(&gw, &parts.method, &query, &path, remote).await {
+        Ok(h) => h,
+        Err(refused) => return refused,
+    };
+    let body = match request::read_body(&parts.headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let client_chain = parts
         .extensions
         .get::<ClientCertChain>()
@@ -479,10 +507,12 @@ async fn handle_v1(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         headers: parts.headers,
         body,
     };
-    match dispatch(&gw, req).await {
+    let mut resp = match dispatch(&gw, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    }
+    };
+    rate.decorate(resp.headers_mut());
+    resp
 }
 
 fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
@@ -740,6 +770,9 @@ async fn route_wrapped(
     wrap_ttl: Option<u64>,
 ) -> Result<Response, ApiError> {
     let path = target.path;
+    // Held until the lease is registered (lease-count quotas).
+    let _lease_slot =
+        quotas::lease_gate(gw, path, op, target.mount.as_ref(), target.auth_method).await?;
     let resp = route(gw, req, op, target, caller, caps).await?;
     match wrap_ttl {
         Some(ttl) => wrapping::wrap_response(gw, resp, ttl, path.trim_end_matches('/')).await,
@@ -806,6 +839,8 @@ async fn route(
                 sys::auth::one(gw, req, op, rest).await
             } else if let Some(action) = r.strip_prefix("sys/wrapping/") {
                 wrapping::handle(gw, req, op, action).await
+            } else if let Some(rest) = r.strip_prefix("sys/quotas/") {
+                sys::quotas::handle(gw, req, op, rest).await
             } else if let Some(rest) = r.strip_prefix("sys/leases/") {
                 sys::leases::handle(gw, req, op, rest).await
             } else if let Some(rest) = legacy_lease_route(r) {

@@ -101,7 +101,7 @@ function h(tag, props, ...kids) {
 }
 
 function add(el, kids) {
-  for (const k of kids.flat(Infinity)) {
+  for (const k of [kids].flat(Infinity)) {
     if (k === null || k === undefined || k === false) continue;
     el.append(k instanceof Node ? k : document.createTextNode(String(k)));
   }

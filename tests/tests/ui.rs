@@ -714,7 +714,7 @@ async fn ui_walkthrough_in_chromium() {
     wait_text(&c, "#unseal-progress-text", "1 of 2 keys provided").await;
     let progress = find(&c, Locator::Css("#unseal-progress"))
         .await
-        .prop("value")
+        .attr("value")
         .await
         .expect("progress");
     assert_eq!(progress.as_deref(), Some("1"));

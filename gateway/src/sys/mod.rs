@@ -8,3 +8,4 @@ pub mod leases;
 pub mod lifecycle;
 pub mod mounts;
 pub mod policy;
+pub mod quotas;

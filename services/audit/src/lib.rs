@@ -85,8 +85,10 @@ pub async fn serve(
         db.namespace(ServiceName::Audit.namespace()).await?,
         rt.keyring.clone(),
     );
-    let broker = Arc::new(AuditBroker::new(barrier));
+    let broker =
+        Arc::new(AuditBroker::new(barrier).with_bus(bulwark_shared::bus::Bus::new(db.clone())));
     let (stop, stopped) = watch::channel(false);
+    let replicas = tokio::spawn(broker.clone().follow_replicas(stopped.clone()));
     let follower = tokio::spawn(follow_seal(
         broker.clone(),
         rt.seal.subscribe(),
@@ -106,6 +108,7 @@ pub async fn serve(
     let _ = stop.send(true);
     let _ = follower.await;
     let _ = hangup.await;
+    let _ = replicas.await;
     broker.unload().await;
     Ok(result?)
 }

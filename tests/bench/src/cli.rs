@@ -14,7 +14,7 @@ use crate::scenario::Workload;
 use crate::Config;
 
 /// Load generator for any Vault-API server, measured against a bare HTTP baseline.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(name = "bulwark-bench", version)]
 pub struct Args {
     /// The server's address.

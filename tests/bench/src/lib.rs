@@ -31,7 +31,8 @@ use crate::scenario::{Plan, Scenario, SetupOptions, Undo, Workload};
 use crate::target::Target;
 
 /// One run's settings (the command line, parsed; tests build it directly).
-#[derive(Clone, Debug)]
+/// Not `Debug`: it holds tokens.
+#[derive(Clone)]
 pub struct Config {
     /// The target's base URL.
     pub address: String,
@@ -283,7 +284,11 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         );
         return Ok(report);
     }
-    let measured = measure_levels(cfg, &http, &session).await;
+    // Ctrl-C stops measuring but still cleans up.
+    let measured = tokio::select! {
+        m = measure_levels(cfg, &http, &session) => m,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     if cfg.no_cleanup {
         progress(
             cfg,

@@ -155,7 +155,8 @@ impl FromStr for Workload {
 /// What a scenario sends while measured, fixed during setup so that the load
 /// loop only picks a path and a body and sends them. Public so that callers
 /// (and the tests) can aim a plan elsewhere or send it with another token.
-#[derive(Clone, Debug)]
+/// Not `Debug`: it holds the token.
+#[derive(Clone)]
 pub struct Plan {
     pub method: Method,
     /// Paths under `/v1/`; each request takes one at random.
@@ -167,7 +168,7 @@ pub struct Plan {
 }
 
 /// Something setup created, undone at cleanup in reverse order.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) enum Undo {
     Audit(String),
     Mount(String),

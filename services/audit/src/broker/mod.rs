@@ -11,12 +11,19 @@
 //! shutdown) writes out what is queued, closes every device and forgets the
 //! salts.
 //!
+//! Replicas of this service on one PostgreSQL write the same devices: an
+//! enable or disable is announced on the notice bus ([`DEVICES_TOPIC`]), and
+//! every other replica reconciles its table with storage (opening what was
+//! enabled, closing what was disabled), also every [`RECONCILE_EVERY`] in
+//! case a notice was lost.
+//!
 //! Entries are never logged: they hold secrets in the clear until hashed.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use bulwark_shared::barrier::Barrier;
+use bulwark_shared::bus::{Bus, Notice};
 use bulwark_shared::keyring::Keyring;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -34,6 +41,12 @@ mod tests;
 
 /// Where device configurations are stored.
 const DEVICE_PREFIX: &str = "device/";
+
+/// The bus topic of device changes (the payload is the device path).
+pub const DEVICES_TOPIC: &str = "audit_devices";
+
+/// How often a replica reconciles its table with storage unprompted.
+pub const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A device as enabled and listed (its salt is never shown).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,6 +137,8 @@ pub struct AuditBroker {
     admin: tokio::sync::Mutex<()>,
     /// The number of configured devices; `None` while not loaded.
     count: tokio::sync::watch::Sender<Option<u32>>,
+    /// Announces changes to the other replicas.
+    bus: Option<Bus>,
 }
 
 impl AuditBroker {
@@ -135,7 +150,91 @@ impl AuditBroker {
             table: RwLock::default(),
             admin: tokio::sync::Mutex::new(()),
             count: tokio::sync::watch::channel(None).0,
+            bus: None,
         }
+    }
+
+    /// Announces this replica's changes on `bus` (follow the others' with
+    /// [`AuditBroker::follow_replicas`]).
+    pub fn with_bus(mut self, bus: Bus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    async fn announce(&self, path: &str) {
+        if let Some(bus) = &self.bus {
+            if let Err(e) = bus.publish(DEVICES_TOPIC, path).await {
+                tracing::warn!(error = %e, "could not tell other audit replicas of a device change");
+            }
+        }
+    }
+
+    /// Applies the other replicas' device changes until `stopped`.
+    pub async fn follow_replicas(
+        self: std::sync::Arc<Self>,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some(bus) = self.bus.clone() else {
+            return;
+        };
+        let mut notices = bus.subscribe(DEVICES_TOPIC);
+        let mut tick = tokio::time::interval(RECONCILE_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => return,
+                n = notices.recv() => match n {
+                    Some(Notice::Message(_) | Notice::Resync) => {}
+                    None => return,
+                },
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.reconcile().await {
+                if !e.is_sealed() {
+                    tracing::warn!(error = %e, "could not reconcile the audit devices");
+                }
+            }
+        }
+    }
+
+    /// Brings a loaded table in line with storage: devices enabled
+    /// elsewhere are opened, devices disabled elsewhere are flushed and
+    /// closed, a path re-enabled elsewhere (new salt) is replaced. A table
+    /// not loaded is left for the next call to load.
+    pub async fn reconcile(&self) -> Result<(), AuditError> {
+        self.ensure_unsealed().await?;
+        let _admin = self.admin.lock().await;
+        if !self.read().loaded {
+            return Ok(());
+        }
+        let stored = self.stored_devices().await?;
+        let mut closed = Vec::new();
+        {
+            let mut table = self.write();
+            let gone: Vec<String> = table
+                .devices
+                .keys()
+                .filter(|p| !stored.contains_key(*p))
+                .cloned()
+                .collect();
+            for path in gone {
+                closed.extend(table.devices.remove(&path));
+            }
+            for (path, (config, salt)) in stored {
+                let same = match (table.devices.get(&path), &salt) {
+                    (Some(d), Some(s)) => d.salt.to_hex() == s.to_hex(),
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if !same {
+                    let device = Arc::new(Device::restore(config, salt));
+                    closed.extend(table.devices.insert(path, device));
+                }
+            }
+        }
+        self.publish_count();
+        join_all(closed.iter().map(|d| d.writer.close())).await;
+        Ok(())
     }
 
     /// Follows the number of configured devices (`None`: not known now).
@@ -212,10 +311,10 @@ impl AuditBroker {
             writer,
         };
         tracing::info!(device = %device.config.path, kind = %device.config.kind, "audit device enabled");
-        self.write()
-            .devices
-            .insert(device.config.path.clone(), Arc::new(device));
+        let path = device.config.path.clone();
+        self.write().devices.insert(path.clone(), Arc::new(device));
         self.publish_count();
+        self.announce(&path).await;
         Ok(())
     }
 
@@ -233,6 +332,7 @@ impl AuditBroker {
             device.writer.close().await;
             tracing::info!(device = %path, "audit device disabled");
         }
+        self.announce(&path).await;
         Ok(())
     }
 
@@ -375,6 +475,26 @@ impl AuditBroker {
         if self.read().loaded {
             return Ok(());
         }
+        let devices = self
+            .stored_devices()
+            .await?
+            .into_iter()
+            .map(|(path, (config, salt))| (path, Arc::new(Device::restore(config, salt))))
+            .collect();
+        {
+            let mut table = self.write();
+            table.devices = devices;
+            table.loaded = true;
+        }
+        self.publish_count();
+        Ok(())
+    }
+
+    /// Every device configuration in storage with its salt (`None`: the
+    /// record is unreadable), by path.
+    async fn stored_devices(
+        &self,
+    ) -> Result<BTreeMap<String, (DeviceConfig, Option<Salt>)>, AuditError> {
         let mut devices = BTreeMap::new();
         for key in self.barrier.list(DEVICE_PREFIX).await? {
             if key.ends_with('/') {
@@ -384,36 +504,29 @@ impl AuditBroker {
             let Some(bytes) = self.barrier.get(&full).await? else {
                 continue;
             };
-            let device = match serde_json::from_slice::<DeviceRecord>(&bytes) {
-                Ok(record) => {
-                    let salt = Salt::from_hex(&record.salt);
-                    let config = DeviceConfig {
+            let (config, salt) = match serde_json::from_slice::<DeviceRecord>(&bytes) {
+                Ok(record) => (
+                    DeviceConfig {
                         path: record.path.clone(),
                         kind: record.kind.clone(),
                         description: record.description.clone(),
                         options: record.options.clone(),
                         local: record.local,
-                    };
-                    Device::restore(config, salt)
-                }
+                    },
+                    Salt::from_hex(&record.salt),
+                ),
                 Err(e) => {
                     tracing::error!(key = %full, error = %e, "stored audit device is unreadable");
                     let config = DeviceConfig {
                         path: unescape(&key),
                         ..DeviceConfig::default()
                     };
-                    Device::restore(config, None)
+                    (config, None)
                 }
             };
-            devices.insert(device.config.path.clone(), Arc::new(device));
+            devices.insert(config.path.clone(), (config, salt));
         }
-        {
-            let mut table = self.write();
-            table.devices = devices;
-            table.loaded = true;
-        }
-        self.publish_count();
-        Ok(())
+        Ok(devices)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {

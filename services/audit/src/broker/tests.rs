@@ -734,3 +734,38 @@ async fn the_device_count_is_published_and_unknown_until_loaded() {
     h.broker.unload().await;
     assert_eq!(*rx.borrow(), None, "sealed: unknown again");
 }
+
+/// Two replicas over one storage: what one enables or disables the other
+/// picks up on reconcile (prompted by the bus, or every 30 s).
+#[tokio::test]
+async fn a_replica_reconciles_with_the_devices_another_changed() {
+    let h = harness().await;
+    let a = &h.broker;
+    let b = h.restart().await;
+    b.load().await.unwrap();
+    assert_eq!(log(&b, &request_entry()).await.unwrap(), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    a.enable(file_device("file", &file, &[])).await.unwrap();
+    b.reconcile().await.unwrap();
+    assert_eq!(log(&b, &request_entry()).await.unwrap(), 1);
+    b.flush().await;
+    assert_eq!(lines(&file).len(), 1);
+    let salted = a.hash("file/", "x").await.unwrap();
+    assert_eq!(b.hash("file/", "x").await.unwrap(), salted);
+    // Unchanged: reconciling again keeps the same device (and writer).
+    let batches = b.batches("file/");
+    b.reconcile().await.unwrap();
+    assert_eq!(b.batches("file/"), batches);
+
+    // Disabled and enabled again elsewhere: a new salt here too.
+    a.disable("file").await.unwrap();
+    b.reconcile().await.unwrap();
+    assert_eq!(log(&b, &request_entry()).await.unwrap(), 0);
+    a.enable(file_device("file", &file, &[])).await.unwrap();
+    b.reconcile().await.unwrap();
+    let resalted = b.hash("file/", "x").await.unwrap();
+    assert_ne!(resalted, salted);
+    assert_eq!(resalted, a.hash("file/", "x").await.unwrap());
+}
