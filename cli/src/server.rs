@@ -84,6 +84,10 @@ struct Plan {
     /// `seal "static"` (its key read) or `seal "transit"` (its token and
     /// files read); only when this process runs seal.
     seal: Option<SealSettings>,
+    /// The gateway's bound on requests in flight (`max_request_in_flight`).
+    max_request_in_flight: usize,
+    /// The deadline of each call to another service (`default_max_request_duration`).
+    rpc_deadline: std::time::Duration,
     /// Serve the web UI at `/ui` (`ui = true`; always in dev mode).
     ui: bool,
     /// Lock the process's memory (not in dev mode, nor with
@@ -125,6 +129,8 @@ impl Plan {
             telemetry: TelemetryConfig::default(),
             config_path: None,
             seal: None,
+            max_request_in_flight: bulwark_shared::config::DEFAULT_MAX_REQUEST_IN_FLIGHT,
+            rpc_deadline: bulwark_shared::config::DEFAULT_MAX_REQUEST_DURATION,
             ui: true,
             mlock: false,
         })
@@ -156,6 +162,8 @@ impl Plan {
         };
         Ok(Plan {
             seal,
+            max_request_in_flight: cfg.max_request_in_flight,
+            rpc_deadline: cfg.default_max_request_duration,
             ui: cfg.ui,
             mlock: !cfg.disable_mlock,
             targets,
@@ -355,7 +363,12 @@ async fn serve(plan: Plan, log_level: Option<LogLevelHandle>) -> anyhow::Result<
         let addrs = addresses
             .get(&to)
             .with_context(|| format!("no address for service {to}"))?;
-        Ok(grpc::connect_replicas(from, to, addrs)?)
+        Ok(grpc::connect_replicas_with_deadline(
+            from,
+            to,
+            addrs,
+            plan.rpc_deadline,
+        )?)
     };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -430,6 +443,7 @@ async fn serve(plan: Plan, log_level: Option<LogLevelHandle>) -> anyhow::Result<
                 )
                 .await?;
                 gw.allow_unauthenticated_metrics(plan.telemetry.unauthenticated_metrics_access);
+                gw.set_max_request_in_flight(plan.max_request_in_flight);
                 gw.enable_ui(plan.ui);
                 gateway = Some(gw.clone());
                 let http = TcpListener::bind(&plan.http_address)

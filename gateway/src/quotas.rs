@@ -477,7 +477,7 @@ impl Buckets {
             .iter()
             .map(|(k, b)| (b.blocked_until.is_some_and(|t| t > now), b.last, k.clone()))
             .collect();
-        order.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        order.sort_by_key(|a| (a.0, a.1));
         let excess = self.map.len().saturating_sub(target);
         for (_, _, k) in order.into_iter().take(excess) {
             self.map.remove(&k);

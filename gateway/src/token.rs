@@ -268,6 +268,20 @@ pub async fn handle(
     match (rest, op) {
         ("create", Operation::Write) => create(gw, &req, caller, capabilities, false).await,
         ("create-orphan", Operation::Write) => create(gw, &req, caller, capabilities, true).await,
+        ("lookup-self", Operation::Read | Operation::Write) if caller.entry.num_uses != 0 => {
+            // This request spent one of a limited token's uses, and the last
+            // one revokes the token at once: answer from the entry this
+            // request was authenticated with (never cached), so that every
+            // granted use can look itself up, as in Vault.
+            let mut e = caller.entry.clone();
+            e.num_uses -= 1;
+            e.ttl = if e.expire_time == 0 {
+                0
+            } else {
+                (e.expire_time - chrono::Utc::now().timestamp()).max(0)
+            };
+            Ok(Envelope::data(token_info(&e), MOUNT_TYPE).into_response())
+        }
         ("lookup-self", Operation::Read | Operation::Write) => {
             lookup(gw, caller.token.clone(), none()).await
         }

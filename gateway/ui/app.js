@@ -1177,6 +1177,8 @@ async function policyEdit(root, name) {
     if (creating) go(route('policies', n));
     else render(false);
   });
+  // The server's message right under the editor, beside the marked line.
+  lineNote.before(save.errorBox);
   const delBox = errorBox();
   const del = creating || name === 'default' || name === 'root' ? null : confirmButton('Delete policy', `Delete policy ${name}?`, delBox, async () => {
     await api('DELETE', `sys/policies/acl/${name}`);

@@ -26,6 +26,10 @@
 //! # Requests the gateway handles at once; beyond it, 503 at once (not queued).
 //! max_request_in_flight = 4096
 //!
+//! # The longest any one call to another service may take (Vault's key): a
+//! # stuck service costs its callers this much, then a 5xx, never a hang.
+//! default_max_request_duration = "90s"
+//!
 //! telemetry {
 //!   otlp_endpoint        = "http://127.0.0.1:4317"  # traces over OTLP (else OTEL_EXPORTER_OTLP_ENDPOINT)
 //!   otlp_protocol        = "grpc"                   # or "http/protobuf"
@@ -114,6 +118,9 @@ struct RawConfig {
     /// The gateway's bound on requests in flight (a value, so that a
     /// wrong type is reported by name, at its line).
     max_request_in_flight: Option<hcl::Value>,
+    /// Vault's `default_max_request_duration`: here the deadline of every
+    /// call to another service (a value: `"90s"` or a number of seconds).
+    default_max_request_duration: Option<hcl::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,7 +271,17 @@ pub struct ServerConfig {
     /// answered 503 at once instead of queueing, so that overload costs
     /// fast refusals rather than memory.
     pub max_request_in_flight: usize,
+    /// `default_max_request_duration` (default
+    /// [`DEFAULT_MAX_REQUEST_DURATION`]): the deadline of each gRPC call
+    /// this process makes to another service, so that a stuck or stopped
+    /// service costs its callers a bounded wait and a 5xx rather than a
+    /// pile-up of requests waiting forever. Vault bounds a whole request
+    /// with it; here a request waits at most this long for any one service.
+    pub default_max_request_duration: std::time::Duration,
 }
+
+/// Vault's default `default_max_request_duration`.
+pub const DEFAULT_MAX_REQUEST_DURATION: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// The gateway's default bound on requests in flight.
 pub const DEFAULT_MAX_REQUEST_IN_FLIGHT: usize = 4096;
@@ -545,8 +562,13 @@ impl ServerConfig {
             None => DEFAULT_MAX_REQUEST_IN_FLIGHT,
             Some(v) => parse_in_flight(v).map_err(invalid)?,
         };
+        let default_max_request_duration = match &raw.default_max_request_duration {
+            None => DEFAULT_MAX_REQUEST_DURATION,
+            Some(v) => parse_request_duration(v).map_err(invalid)?,
+        };
         Ok(ServerConfig {
             max_request_in_flight,
+            default_max_request_duration,
             ui,
             disable_mlock,
             telemetry,
@@ -578,6 +600,19 @@ fn parse_in_flight(v: &hcl::Value) -> Result<usize, String> {
                 "max_request_in_flight = {v}: expected a whole number from 1 to {MAX_MAX_REQUEST_IN_FLIGHT}"
             )
         })
+}
+
+/// `default_max_request_duration`: a positive duration (`"90s"`, `"2m"`) or
+/// a whole number of seconds.
+fn parse_request_duration(v: &hcl::Value) -> Result<std::time::Duration, String> {
+    let d = match v {
+        hcl::Value::Number(n) => n.as_u64().map(std::time::Duration::from_secs),
+        hcl::Value::String(s) => crate::ttl::parse_duration(s.trim()).ok(),
+        _ => None,
+    };
+    d.filter(|d| !d.is_zero()).ok_or_else(|| {
+        format!("default_max_request_duration = {v}: expected a positive duration such as \"90s\"")
+    })
 }
 
 fn parse_telemetry(t: RawTelemetry) -> Result<TelemetryConfig, String> {
@@ -1479,6 +1514,31 @@ mod tests {
         }
         let c = ServerConfig::parse("m.hcl", "max_request_in_flight = \"64\"\n").unwrap();
         assert_eq!(c.max_request_in_flight, 64);
+    }
+
+    #[test]
+    fn default_max_request_duration_default_value_and_mistakes() {
+        use std::time::Duration;
+        let c = ServerConfig::parse("m.hcl", "").unwrap();
+        assert_eq!(c.default_max_request_duration, DEFAULT_MAX_REQUEST_DURATION);
+        assert_eq!(c.default_max_request_duration, Duration::from_secs(90));
+        for (text, want) in [("\"2s\"", 2), ("\"1m30s\"", 90), ("45", 45)] {
+            let c = ServerConfig::parse("m.hcl", &format!("default_max_request_duration = {text}\n"))
+                .unwrap();
+            assert_eq!(c.default_max_request_duration, Duration::from_secs(want), "{text}");
+        }
+        for bad in ["0", "\"0s\"", "\"soon\"", "-1", "true"] {
+            let e = ServerConfig::parse(
+                "m.hcl",
+                &format!("log_level = \"info\"\ndefault_max_request_duration = {bad}\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with("m.hcl:2: default_max_request_duration"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

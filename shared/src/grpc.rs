@@ -6,7 +6,9 @@
 //!   Every server also answers `bulwark.telemetry.v1.Telemetry/Scrape` (the
 //!   process's metrics) for the gateway.
 //! * [`connect`] makes a lazily connected, multiplexed mTLS channel to a peer
-//!   with a client span per call (trace context and request id propagated).
+//!   with a client span per call (trace context and request id propagated)
+//!   and a deadline per call ([`DEFAULT_RPC_DEADLINE`], or the config's
+//!   `default_max_request_duration` through [`connect_replicas_with_deadline`]).
 //! * [`SealWatcher`] follows the seal service's state stream and keeps a
 //!   service's [`Keyring`] in step: keys fetched on unseal, zeroized on seal or
 //!   when the stream breaks (fail closed).
@@ -120,6 +122,10 @@ impl Telemetry for TelemetryService {
 /// How long a stopping server waits for open calls to finish.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
+/// The deadline of each call on a channel made by [`connect`] or
+/// [`connect_replicas`]: Vault's default maximum request duration.
+pub const DEFAULT_RPC_DEADLINE: Duration = Duration::from_secs(90);
+
 /// A lazily connected channel from `identity` to the service `target` at `addr`
 /// (`host:port`). The server must present a certificate naming `target`.
 pub fn connect(
@@ -139,6 +145,20 @@ pub fn connect_replicas(
     identity: &ServiceIdentity,
     target: ServiceName,
     addrs: &[String],
+) -> Result<Channel, GrpcError> {
+    connect_replicas_with_deadline(identity, target, addrs, DEFAULT_RPC_DEADLINE)
+}
+
+/// [`connect_replicas`] with a deadline per call: a call whose answer has
+/// not begun within `deadline` fails with `DEADLINE_EXCEEDED` (and is
+/// cancelled at the peer), so a stopped or stuck peer costs each caller a
+/// bounded wait instead of piling calls up. Streams are bounded only until
+/// their first answer (their headers), not for their whole life.
+pub fn connect_replicas_with_deadline(
+    identity: &ServiceIdentity,
+    target: ServiceName,
+    addrs: &[String],
+    deadline: Duration,
 ) -> Result<Channel, GrpcError> {
     if addrs.is_empty() {
         return Err(GrpcError::BadAddress(String::new()));
@@ -163,6 +183,7 @@ pub fn connect_replicas(
     Ok(GrpcClientTrace::new(Replicas {
         channels: channels.into(),
         healthy,
+        deadline,
     }))
 }
 
@@ -171,6 +192,8 @@ pub fn connect_replicas(
 pub struct Replicas {
     channels: Arc<[tonic::transport::Channel]>,
     healthy: Arc<[AtomicBool]>,
+    /// The longest a call may wait for its answer to begin.
+    deadline: Duration,
 }
 
 /// One channel per replica of `ch`'s service, for what must reach every
@@ -183,6 +206,7 @@ pub fn each_replica(ch: &Channel) -> Vec<Channel> {
             GrpcClientTrace::new(Replicas {
                 channels: Arc::new([c.clone()]),
                 healthy: Arc::new([AtomicBool::new(true)]),
+                deadline: r.deadline,
             })
         })
         .collect()
@@ -203,7 +227,9 @@ impl Replicas {
 
 impl tower::Service<http::Request<tonic::body::Body>> for Replicas {
     type Response = http::Response<tonic::body::Body>;
-    type Error = tonic::transport::Error;
+    /// A transport error, or a `tonic::Status` (`DEADLINE_EXCEEDED`) that
+    /// tonic hands to the caller as it is.
+    type Error = tonic::codegen::StdError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(
@@ -217,7 +243,17 @@ impl tower::Service<http::Request<tonic::body::Body>> for Replicas {
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         use tower::ServiceExt;
         let ch = self.pick();
-        Box::pin(async move { ch.oneshot(req).await })
+        let deadline = self.deadline;
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, ch.oneshot(req)).await {
+                Ok(answer) => answer.map_err(Into::into),
+                // Dropping the call resets its HTTP/2 stream: the peer's
+                // handler is cancelled too.
+                Err(_) => Err(Box::new(tonic::Status::deadline_exceeded(format!(
+                    "upstream service did not answer within {deadline:?}"
+                ))) as tonic::codegen::StdError),
+            }
+        })
     }
 }
 

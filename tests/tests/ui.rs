@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bulwark_e2e::{bulwark_bin, free_port, Api, Cluster, Layout, Options, Proc, Store};
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -142,7 +143,7 @@ async fn page_text(c: &Client) -> String {
     }
 }
 
-async fn find(c: &Client, loc: Locator<'_>) -> fantoccini::elements::Element {
+async fn find(c: &Client, loc: Locator<'_>) -> Element {
     match c.wait().at_most(WAIT).for_element(loc).await {
         Ok(e) => e,
         Err(e) => panic!(
@@ -195,7 +196,7 @@ async fn wait_exact(c: &Client, css: &str, want: &str) {
 }
 
 /// The value input of the secret editor's row whose key is `key`.
-async fn value_input(c: &Client, key: &str) -> fantoccini::elements::Element {
+async fn value_input(c: &Client, key: &str) -> Element {
     find(c, Locator::Css(".kv-row")).await;
     for row in c.find_all(Locator::Css(".kv-row")).await.expect("rows") {
         let k = row
@@ -212,36 +213,60 @@ async fn value_input(c: &Client, key: &str) -> fantoccini::elements::Element {
     panic!("no row for key {key}\npage:\n{}", page_text(c).await)
 }
 
+/// Finds `loc` and does `op` with it. chromedriver may call an element
+/// found just after a route change stale; it is then found again (within
+/// [`WAIT`]).
+async fn on_element<F, Fut>(c: &Client, loc: Locator<'_>, op: F)
+where
+    F: Fn(Element) -> Fut,
+    Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let e = find(c, loc).await;
+        match op(e).await {
+            Ok(()) => return,
+            Err(err) if err.is_stale_element_reference() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{loc:?}: {err}\npage:\n{}", page_text(c).await),
+        }
+    }
+}
+
+async fn click(c: &Client, loc: Locator<'_>) {
+    on_element(c, loc, |e| async move { e.click().await }).await;
+}
+
 async fn click_button(c: &Client, text: &str) {
-    let xpath = format!("//button[normalize-space()='{text}']");
-    find(c, Locator::XPath(&xpath))
-        .await
-        .click()
-        .await
-        .expect("click");
+    click(
+        c,
+        Locator::XPath(&format!("//button[normalize-space()='{text}']")),
+    )
+    .await;
 }
 
 async fn click_link(c: &Client, text: &str) {
-    let xpath = format!("//a[normalize-space()='{text}']");
-    find(c, Locator::XPath(&xpath))
-        .await
-        .click()
-        .await
-        .expect("click");
+    click(
+        c,
+        Locator::XPath(&format!("//a[normalize-space()='{text}']")),
+    )
+    .await;
 }
 
 async fn fill(c: &Client, css: &str, text: &str) {
-    let e = find(c, Locator::Css(css)).await;
-    e.clear().await.expect("clear");
-    e.send_keys(text).await.expect("type");
+    on_element(c, Locator::Css(css), |e| async move {
+        e.clear().await?;
+        e.send_keys(text).await
+    })
+    .await;
 }
 
 async fn select(c: &Client, css: &str, value: &str) {
-    find(c, Locator::Css(css))
-        .await
-        .select_by_value(value)
-        .await
-        .expect("select");
+    on_element(c, Locator::Css(css), |e| async move {
+        e.select_by_value(value).await
+    })
+    .await;
 }
 
 async fn heading(c: &Client, text: &str) {
@@ -378,14 +403,11 @@ async fn ui_walkthrough_in_chromium() {
     assert_eq!(r.body["data"]["data"]["password"], "passw0rd-v2");
     assert_eq!(r.body["data"]["metadata"]["version"], 2);
     wait_text(&c, "main table", "View version 1").await;
-    find(
+    click(
         &c,
         Locator::Css("button[aria-label='Reveal value of password']"),
     )
-    .await
-    .click()
-    .await
-    .expect("reveal");
+    .await;
     wait_text(&c, "code.secret", "passw0rd-v2").await;
     screenshot(&c, "03-secret-view").await;
 
@@ -394,14 +416,11 @@ async fn ui_walkthrough_in_chromium() {
     wait_text(&c, "#secret-version", "Version 1").await;
     let masked = find(&c, Locator::Css("code.secret")).await;
     assert_eq!(masked.text().await.expect("text"), "••••••••");
-    find(
+    click(
         &c,
         Locator::Css("button[aria-label='Reveal value of password']"),
     )
-    .await
-    .click()
-    .await
-    .expect("reveal");
+    .await;
     wait_text(&c, "code.secret", "passw0rd-v1").await;
 
     // --- Write the policy readonly-kv-backend.
@@ -540,6 +559,78 @@ async fn ui_walkthrough_in_chromium() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["data"]["metadata"]["deletion_time"], "");
 
+    // --- kv v2 versions as root: delete, undelete, destroy.
+    click_link(&c, "Secrets").await;
+    click_link(&c, "team-alpha/").await;
+    click_link(&c, "mysql/").await;
+    click_link(&c, "webapp").await;
+    wait_text(&c, "#secret-version", "Version 2").await;
+    click_button(&c, "Delete version 2").await;
+    wait_text(&c, "main", "This version was deleted at").await;
+    let meta = api.get("team-alpha/metadata/mysql/webapp").await;
+    assert_ne!(meta.body["data"]["versions"]["2"]["deletion_time"], "");
+    click_button(&c, "Undelete version 2").await;
+    wait_text(&c, "#flash", "Undeleted version 2").await;
+    find(
+        &c,
+        Locator::XPath("//button[normalize-space()='Delete version 2']"),
+    )
+    .await;
+    let meta = api.get("team-alpha/metadata/mysql/webapp").await;
+    assert_eq!(meta.body["data"]["versions"]["2"]["deletion_time"], "");
+    click_link(&c, "View version 1").await;
+    wait_text(&c, "#secret-version", "Version 1").await;
+    click_button(&c, "Destroy version 1").await;
+    click_button(&c, "Yes, destroy version 1").await;
+    wait_text(&c, "main", "This version was destroyed").await;
+    let meta = api.get("team-alpha/metadata/mysql/webapp").await;
+    assert_eq!(meta.body["data"]["versions"]["1"]["destroyed"], true);
+    assert_eq!(meta.body["data"]["current_version"], 2);
+
+    // --- Userpass: a user made in the UI signs in (another fresh browser)
+    // and reads the secret.
+    click_link(&c, "Access").await;
+    select(&c, "#method-type", "userpass").await;
+    fill(&c, "#method-path", "userpass").await;
+    click_button(&c, "Enable method").await;
+    wait_text(&c, "main table", "userpass/").await;
+    click_link(&c, "userpass/").await;
+    heading(&c, "auth/userpass/ (userpass)").await;
+    fill(&c, "#user-name", "alice").await;
+    fill(&c, "#user-password", "s3cret-pass").await;
+    fill(&c, "#user-policies", "readonly-kv-backend").await;
+    click_button(&c, "Create user").await;
+    wait_text(&c, "main table", "alice").await;
+    let alice = api.get("auth/userpass/users/alice").await;
+    assert_eq!(
+        alice.body["data"]["token_policies"],
+        json!(["readonly-kv-backend"])
+    );
+    {
+        let b = driver.browser().await;
+        b.goto(&format!("{base}/ui/")).await.expect("open the UI");
+        heading(&b, "Sign in to Bulwark").await;
+        select(&b, "#login-method", "userpass").await;
+        fill(&b, "#login-username", "alice").await;
+        fill(&b, "#login-password", "wrong").await;
+        click_button(&b, "Sign in").await;
+        wait_text(&b, ".errors", "HTTP 4").await;
+        fill(&b, "#login-password", "s3cret-pass").await;
+        click_button(&b, "Sign in").await;
+        heading(&b, "Secrets engines").await;
+        wait_text(&b, "#who-name", "userpass-alice").await;
+        click_link(&b, "team-alpha/").await;
+        click_link(&b, "mysql/").await;
+        click_link(&b, "webapp").await;
+        click(
+            &b,
+            Locator::Css("button[aria-label='Reveal value of password']"),
+        )
+        .await;
+        wait_text(&b, "code.secret", "passw0rd-v2").await;
+        b.close().await.expect("close the third browser");
+    }
+
     // --- Leases: the server's answer to an unknown lease.
     click_link(&c, "Leases").await;
     heading(&c, "Leases").await;
@@ -640,11 +731,7 @@ async fn ui_walkthrough_in_chromium() {
     click_link(&c, "Status").await;
     heading(&c, "Status").await;
     wait_exact(&c, "#seal-state", "unsealed").await;
-    find(&c, Locator::Css("#seal-button"))
-        .await
-        .click()
-        .await
-        .expect("seal");
+    click(&c, Locator::Css("#seal-button")).await;
     click_button(&c, "Yes, seal").await;
     wait_exact(&c, "#seal-state", "sealed").await;
     let st = Api::new(&base).get("sys/seal-status").await;

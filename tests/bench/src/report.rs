@@ -162,7 +162,7 @@ impl Report {
             }
             for r in &level.results {
                 let name = if r.scenario == "mix" {
-                    format!("mix total ({})", r.workload)
+                    "mix total".to_string()
                 } else if r.workload != r.scenario {
                     format!("  {} (w {})", r.scenario, r.weight)
                 } else {

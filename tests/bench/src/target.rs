@@ -35,6 +35,9 @@ pub fn http_client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::
     builder.build().context("building the HTTP client")
 }
 
+/// Sends of a setup or cleanup call before giving up.
+const SEND_ATTEMPTS: u32 = 3;
+
 /// A Vault-API server and the token that sets it up.
 #[derive(Clone)]
 pub struct Target {
@@ -99,17 +102,26 @@ impl Target {
         body: Option<&Value>,
     ) -> Result<(u16, bytes::Bytes)> {
         let url = format!("{}/v1/{}", self.base, path);
-        let mut req = self.http.request(method.clone(), &url);
-        if !self.token.is_empty() {
-            req = req.header("X-Vault-Token", &self.token);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("{method} /v1/{path}: cannot reach {}: {e}", self.base))?;
+        let mut attempt = 1;
+        let resp = loop {
+            let mut req = self.http.request(method.clone(), &url);
+            if !self.token.is_empty() {
+                req = req.header("X-Vault-Token", &self.token);
+            }
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            match req.send().await {
+                Ok(resp) => break resp,
+                // A pooled connection the server closed while idle fails the
+                // first send after a long measurement: try a fresh one.
+                Err(_) if attempt < SEND_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => bail!("{method} /v1/{path}: cannot reach {}: {e}", self.base),
+            }
+        };
         let status = resp.status().as_u16();
         let bytes = resp
             .bytes()

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use bulwark_proto::auth::v1::leases_server::Leases;
 use bulwark_proto::auth::v1::{
-    CountLeasesRequest, CountLeasesResponse, LeaseEmpty, LeaseInfo, LeaseRequest, ListLeasesRequest, ListLeasesResponse,
-    RegisterLeaseRequest, RenewLeaseRequest, RevokeLeaseRequest, RevokePrefixRequest,
-    RevokePrefixResponse,
+    CountLeasesRequest, CountLeasesResponse, LeaseEmpty, LeaseInfo, LeaseRequest,
+    ListLeasesRequest, ListLeasesResponse, RegisterLeaseRequest, RenewLeaseRequest,
+    RevokeLeaseRequest, RevokePrefixRequest, RevokePrefixResponse,
 };
 use tonic::{Request, Response, Status};
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bulwark_proto::auth::v1::leases_server::Leases;
 use bulwark_proto::auth::v1::{
-    CountLeasesRequest, LeaseEmpty, LeaseRequest, ListLeasesRequest, RegisterLeaseRequest, RenewLeaseRequest,
-    RevokeLeaseRequest, RevokePrefixRequest,
+    CountLeasesRequest, LeaseEmpty, LeaseRequest, ListLeasesRequest, RegisterLeaseRequest,
+    RenewLeaseRequest, RevokeLeaseRequest, RevokePrefixRequest,
 };
 use bulwark_shared::barrier::Barrier;
 use bulwark_shared::keyring::Keyring;
