@@ -118,7 +118,7 @@ impl Plan {
         };
         Ok(Plan {
             targets,
-            storage: StorageConfig::SqliteMemory,
+            storage: StorageConfig::Memory,
             http_address: a.dev_listen_address.clone(),
             http_tls: None,
             addresses: BTreeMap::new(),
@@ -613,6 +613,7 @@ fn storage_kind(s: &StorageConfig) -> &'static str {
     match s {
         StorageConfig::Sqlite { .. } => "sqlite",
         StorageConfig::SqliteMemory => "inmem (sqlite)",
+        StorageConfig::Memory => "inmem",
         StorageConfig::Postgres { .. } => "postgresql",
     }
 }

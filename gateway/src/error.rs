@@ -56,6 +56,17 @@ impl ApiError {
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
+        // No answer from the service, only a broken connection to it
+        // (tonic's own message; the code is h2's reason, e.g.
+        // RESOURCE_EXHAUSTED for a GOAWAY ENHANCE_YOUR_CALM): unavailable,
+        // not the client's fault and not a rate limit.
+        if s.message().starts_with("h2 protocol error") {
+            tracing::warn!(code = ?s.code(), message = s.message(), "upstream connection failed");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream service unavailable",
+            );
+        }
         let status = match s.code() {
             Code::InvalidArgument
             | Code::FailedPrecondition
@@ -125,6 +136,22 @@ mod tests {
                 "slow down",
             ),
             (tonic::Status::internal(""), 500, "Internal Server Error"),
+            // A connection torn down under a call, whatever h2's reason.
+            (
+                tonic::Status::resource_exhausted("h2 protocol error: http2 error"),
+                503,
+                "upstream service unavailable",
+            ),
+            (
+                tonic::Status::internal("h2 protocol error: stream error received"),
+                503,
+                "upstream service unavailable",
+            ),
+            (
+                tonic::Status::deadline_exceeded("upstream service did not answer within 2s"),
+                504,
+                "upstream service did not answer within 2s",
+            ),
         ];
         for (status, code, msg) in cases {
             let e = ApiError::from(status);

@@ -221,9 +221,11 @@ pub fn normalize_path(path: &str) -> Result<String, ApiError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RateLimit {
     pub name: String,
+    /// What the quota's `path` covers.
     pub scope: Scope,
     /// Requests per `interval`, and the burst.
     pub rate: f64,
+    /// Whole seconds (Vault's `interval` is a duration in seconds).
     pub interval_secs: u64,
     /// 0 = none.
     pub block_secs: u64,
@@ -248,7 +250,9 @@ impl RateLimit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseCount {
     pub name: String,
+    /// What the quota's `path` covers (its lease id prefix).
     pub scope: Scope,
+    /// Live leases allowed under the path; the next issue is refused.
     pub max_leases: u64,
     #[serde(default)]
     pub role: String,
@@ -394,6 +398,8 @@ pub struct Buckets {
 }
 
 impl Buckets {
+    /// At most `cap` buckets: memory stays bounded however many addresses
+    /// a client can send from.
     pub fn new(cap: usize) -> Self {
         Buckets {
             map: HashMap::new(),
@@ -412,7 +418,8 @@ impl Buckets {
         self.map.is_empty()
     }
 
-    /// Takes a token for `ip` from quota `quota`'s bucket at `now`.
+    /// Takes a token for `ip` from quota `quota`'s bucket at `now` (passed
+    /// in, so that the arithmetic is tested without sleeping).
     pub fn take(&mut self, quota: &Arc<str>, ip: IpAddr, limits: Limits, now: Instant) -> Verdict {
         if now.saturating_duration_since(self.last_sweep) >= SWEEP_EVERY {
             self.sweep_idle(now);
@@ -510,6 +517,8 @@ pub struct Quotas {
 }
 
 impl Quotas {
+    /// Definitions in `barrier` (the gateway's namespace); changes announced
+    /// on `bus` so that other gateway replicas read them again.
     pub fn new(barrier: Barrier, bus: Option<bulwark_shared::bus::Bus>) -> Self {
         Quotas {
             barrier,
@@ -831,6 +840,7 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// At most `max` requests at once (at least one).
     pub fn new(max: usize) -> Self {
         InFlight {
             sem: RwLock::new(Arc::new(Semaphore::new(max.max(1)))),

@@ -769,25 +769,74 @@ async function kvEdit(root, ctx, path, creating) {
 async function databaseView(root, name) {
   const box = errorBox();
   const [conns, roles] = await Promise.all([list(`${name}/config`).catch((e) => { showError(box, e); return []; }), list(`${name}/roles`).catch((e) => { showError(box, e); return []; })]);
-  const out = h('div', { class: 'result', 'aria-live': 'polite' });
+  const out = h('div', { class: 'result', id: 'db-creds', 'aria-live': 'polite' });
   const credBox = errorBox();
+  const reload = () => render(false);
   const roleRows = roles.sort().map((r) => [h('code', {}, r), actionButton('Generate credentials', credBox, async () => {
     const c = await api('GET', `${name}/creds/${r}`);
     clear(out, panel(`Credentials from ${r}`, props([
       ['Username', c.data && c.data.username ? shownValue(c.data.username, 'username') : ''],
       ['Password', c.data && c.data.password ? secretValue(c.data.password, 'password') : ''],
-      ['Lease', c.lease_id ? h('a', { href: `#/leases?lease_id=${encodeURIComponent(c.lease_id)}` }, c.lease_id) : ''],
+      ['Lease', c.lease_id ? h('a', { href: `#/leases?lease_id=${encodeURIComponent(c.lease_id)}`, id: 'db-creds-lease' }, c.lease_id) : ''],
       ['Lease duration', `${c.lease_duration}s`],
     ])));
   }, { class: 'secondary small', 'aria-label': `Generate credentials from role ${r}` })]);
+  const connForm = form({ 'aria-label': 'Configure connection' }, [
+    h('div', { class: 'fields' },
+      field('Connection name', { id: 'db-conn-name', autocomplete: 'off' }),
+      field('Plugin', { tag: 'select', id: 'db-conn-plugin', options: ['postgresql-database-plugin', 'mysql-database-plugin'] }),
+      field('Allowed roles', { id: 'db-conn-roles', autocomplete: 'off', value: '*' }, 'Comma-separated, or *')),
+    h('div', { class: 'fields' },
+      field('Connection URL', { id: 'db-conn-url', autocomplete: 'off' }, 'e.g. postgresql://{{username}}:{{password}}@db:5432/app'),
+      field('Username', { id: 'db-conn-user', autocomplete: 'off' }),
+      field('Password', { id: 'db-conn-password', type: 'password', autocomplete: 'new-password' }, 'Written only: it is never read back')),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'secondary' }, 'Save connection')),
+  ], async () => {
+    const n = document.getElementById('db-conn-name').value.trim();
+    if (!n) throw new Error('Enter a connection name.');
+    await api('POST', `${name}/config/${n}`, {
+      body: {
+        plugin_name: document.getElementById('db-conn-plugin').value,
+        connection_url: document.getElementById('db-conn-url').value.trim(),
+        username: document.getElementById('db-conn-user').value.trim(),
+        password: document.getElementById('db-conn-password').value,
+        allowed_roles: document.getElementById('db-conn-roles').value.trim(),
+      },
+    });
+    flash(`Saved connection ${n}.`, true);
+    reload();
+  });
+  const roleForm = form({ 'aria-label': 'Create database role' }, [
+    h('div', { class: 'fields' },
+      field('Role name', { id: 'db-role-name', autocomplete: 'off' }),
+      field('Connection', { tag: 'select', id: 'db-role-db', options: conns.sort() }),
+      field('Default TTL', { id: 'db-role-ttl', autocomplete: 'off', value: '1h' }),
+      field('Max TTL', { id: 'db-role-max-ttl', autocomplete: 'off', value: '24h' })),
+    field('Creation statements', { tag: 'textarea', id: 'db-role-sql', class: 'code', spellcheck: 'false' }, 'SQL run to create the user: {{name}}, {{password}} and {{expiration}} are filled in'),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'secondary' }, 'Save role')),
+  ], async () => {
+    const n = document.getElementById('db-role-name').value.trim();
+    if (!n) throw new Error('Enter a role name.');
+    await api('POST', `${name}/roles/${n}`, {
+      body: {
+        db_name: document.getElementById('db-role-db').value,
+        creation_statements: document.getElementById('db-role-sql').value,
+        default_ttl: document.getElementById('db-role-ttl').value.trim() || undefined,
+        max_ttl: document.getElementById('db-role-max-ttl').value.trim() || undefined,
+      },
+    });
+    flash(`Saved role ${n}.`, true);
+    reload();
+  });
   add(root, [
     crumbs([['Secrets', '#/secrets'], [`${name}/`, null]]),
     h('h1', {}, `${name}/ (database)`), box,
-    h('p', { class: 'muted' }, 'Connections and roles are configured with the API or CLI; here they are listed and used.'),
     h('div', { class: 'grid-2' },
       panel('Connections', conns.length ? table(['Name'], conns.sort().map((c) => [h('code', {}, c)])) : h('p', {}, 'None configured.')),
       panel('Roles', roleRows.length ? table(['Role', ''], roleRows) : h('p', {}, 'None configured.'), credBox)),
     out,
+    panel('Configure a connection', connForm),
+    panel('Create or update a role', conns.length ? roleForm : h('p', {}, 'Configure a connection first.')),
   ]);
 }
 

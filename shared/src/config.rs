@@ -350,6 +350,15 @@ impl ServerConfig {
     }
 
     fn parse_unlocated(file: &str, text: &str) -> Result<Self, ConfigError> {
+        // hcl's parser recurses per nesting level: refuse deep text before
+        // it can overflow the stack (found by the fuzz targets, issue 13).
+        crate::hcl_depth::check(text).map_err(|e| ConfigError::Parse {
+            file: format!("{file}:{}", e.line),
+            message: format!(
+                "HCL syntax: nesting deeper than {} levels",
+                crate::hcl_depth::MAX_DEPTH
+            ),
+        })?;
         let raw: RawConfig = hcl::from_str(text).map_err(|e| match e {
             // One line: `file:LINE:COLUMN: what`.
             hcl::Error::Parse(p) => ConfigError::Parse {
@@ -1523,9 +1532,14 @@ mod tests {
         assert_eq!(c.default_max_request_duration, DEFAULT_MAX_REQUEST_DURATION);
         assert_eq!(c.default_max_request_duration, Duration::from_secs(90));
         for (text, want) in [("\"2s\"", 2), ("\"1m30s\"", 90), ("45", 45)] {
-            let c = ServerConfig::parse("m.hcl", &format!("default_max_request_duration = {text}\n"))
-                .unwrap();
-            assert_eq!(c.default_max_request_duration, Duration::from_secs(want), "{text}");
+            let c =
+                ServerConfig::parse("m.hcl", &format!("default_max_request_duration = {text}\n"))
+                    .unwrap();
+            assert_eq!(
+                c.default_max_request_duration,
+                Duration::from_secs(want),
+                "{text}"
+            );
         }
         for bad in ["0", "\"0s\"", "\"soon\"", "-1", "true"] {
             let e = ServerConfig::parse(

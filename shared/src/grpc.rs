@@ -84,6 +84,7 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .tls_config(identity.server_tls())?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
         .layer(GrpcTraceLayer)
         .layer(PeerAuthzLayer::new(allow))
         .add_routes(routes)
@@ -118,6 +119,17 @@ impl Telemetry for TelemetryService {
         }))
     }
 }
+
+/// How many calls a peer may cancel before this server has taken them up,
+/// before the server drops the connection. h2's default (20) guards a
+/// public server against the "rapid reset" attack; here every peer is an
+/// authenticated service, and a server that stalls for a while (a pause,
+/// a stuck disk) legitimately finds every call its callers gave up on at
+/// their deadline reset in its queue: with the default it then answered
+/// with GOAWAY (ENHANCE_YOUR_CALM), failing every other call on the
+/// connection. Bounded still: the gateway handles at most
+/// `max_request_in_flight` requests (4096 by default) at once.
+const MAX_PENDING_ACCEPT_RESETS: usize = 16 * 1024;
 
 /// How long a stopping server waits for open calls to finish.
 pub const DRAIN: Duration = Duration::from_secs(2);

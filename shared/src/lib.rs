@@ -13,6 +13,7 @@ pub mod bus;
 pub mod cidr;
 pub mod config;
 pub mod grpc;
+pub mod hcl_depth;
 pub mod keyring;
 pub mod metrics;
 pub mod names;

@@ -11,7 +11,7 @@
 //! database (PostgreSQL: `pg_try_advisory_lock`), for work that exactly one
 //! replica must do (e.g. the lease expiration manager).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -29,8 +29,11 @@ use tracing::Instrument;
 pub enum StorageConfig {
     /// SQLite file at this path (created if missing).
     Sqlite { path: String },
-    /// SQLite in memory: lost at exit. For `-dev` and tests.
+    /// SQLite in memory: lost at exit. For tests.
     SqliteMemory,
+    /// A map in this process's memory, lost at exit: `-dev`. No SQL engine
+    /// and no worker thread between a request and its data.
+    Memory,
     /// PostgreSQL at this URL (`postgres://user:pass@host:port/db`); every
     /// table, advisory lock and notice channel is named with `table_prefix`
     /// (default [`DEFAULT_TABLE_PREFIX`]), so several deployments can share
@@ -69,6 +72,16 @@ pub enum StorageError {
 enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+    Memory(Arc<MemoryDb>),
+}
+
+/// One table of the in-memory backend.
+type MemTable = Arc<std::sync::RwLock<std::collections::BTreeMap<String, Vec<u8>>>>;
+
+/// The in-memory backend: tables by name.
+#[derive(Default)]
+struct MemoryDb {
+    tables: Mutex<HashMap<String, MemTable>>,
 }
 
 impl Pool {
@@ -77,16 +90,19 @@ impl Pool {
         match self {
             Pool::Sqlite(_) => "sqlite",
             Pool::Postgres(_) => "postgresql",
+            Pool::Memory(_) => "inmem",
         }
     }
 }
 
-/// Runs `$body` with `$p` bound to whichever pool this database uses.
+/// Runs `$body` with `$p` bound to whichever SQL pool this database uses
+/// (the in-memory backend answers before reaching SQL).
 macro_rules! with_pool {
     ($pool:expr, $p:ident => $body:expr) => {
         match $pool {
             Pool::Sqlite($p) => $body,
             Pool::Postgres($p) => $body,
+            Pool::Memory(_) => return Err(StorageError::Invalid("no SQL in memory")),
         }
     };
 }
@@ -106,12 +122,13 @@ impl Database {
     pub async fn connect(cfg: &StorageConfig) -> Result<Self, StorageError> {
         let lock_scope: Arc<str> = match cfg {
             StorageConfig::Sqlite { path } => Arc::from(format!("file:{path}")),
-            StorageConfig::SqliteMemory => {
+            StorageConfig::SqliteMemory | StorageConfig::Memory => {
                 Arc::from(format!("memory:{}", uuid::Uuid::new_v4().simple()))
             }
             StorageConfig::Postgres { .. } => Arc::from("postgres"),
         };
         let pool = match cfg {
+            StorageConfig::Memory => Pool::Memory(Arc::default()),
             StorageConfig::Sqlite { path } => {
                 let opts = SqliteConnectOptions::new()
                     .filename(path)
@@ -195,15 +212,12 @@ impl Database {
     pub(crate) fn pg_pool(&self) -> Option<&PgPool> {
         match &self.pool {
             Pool::Postgres(p) => Some(p),
-            Pool::Sqlite(_) => None,
+            Pool::Sqlite(_) | Pool::Memory(_) => None,
         }
     }
 
     pub fn kind(&self) -> &'static str {
-        match self.pool {
-            Pool::Sqlite(_) => "sqlite",
-            Pool::Postgres(_) => "postgresql",
-        }
+        self.pool.system()
     }
 
     /// Opens (creating if needed) the namespace `name`: lower-case ASCII
@@ -219,6 +233,21 @@ impl Database {
         }
         let table = format!("{}{name}", self.prefix);
         let sql = Sql::new(&table, matches!(self.pool, Pool::Sqlite(_)));
+        if let Pool::Memory(m) = &self.pool {
+            let mem = m
+                .tables
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(table)
+                .or_default()
+                .clone();
+            return Ok(Storage {
+                pool: self.pool.clone(),
+                namespace: Arc::from(name),
+                sql: Arc::new(sql),
+                mem: Some(mem),
+            });
+        }
         // Concurrent processes may race on CREATE TABLE in PostgreSQL (a unique
         // violation on the catalog); the table exists afterwards either way.
         let mut attempt = 0;
@@ -238,12 +267,17 @@ impl Database {
             pool: self.pool.clone(),
             namespace: Arc::from(name),
             sql: Arc::new(sql),
+            mem: None,
         })
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
-        with_pool!(&self.pool, p => p.close().await)
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+            Pool::Memory(_) => {}
+        }
     }
 
     /// Takes the advisory lock `name` if no one holds it: `Some(guard)` when
@@ -266,7 +300,7 @@ impl Database {
     ///   enough there; it does not exclude another process on the same file.
     pub async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, StorageError> {
         match &self.pool {
-            Pool::Sqlite(_) => {
+            Pool::Sqlite(_) | Pool::Memory(_) => {
                 let key = (self.lock_scope.to_string(), name.to_string());
                 let mut held = LOCAL_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
                 if !held.insert(key.clone()) {
@@ -550,6 +584,8 @@ pub struct Storage {
     pool: Pool,
     namespace: Arc<str>,
     sql: Arc<Sql>,
+    /// The table, on the in-memory backend.
+    mem: Option<MemTable>,
 }
 
 impl Storage {
@@ -586,6 +622,9 @@ impl Storage {
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.observed("get", async {
+            if let Some(m) = &self.mem {
+                return Ok(read(m).get(key).cloned());
+            }
             Ok(with_pool!(&self.pool, p => sqlx::query(&self.sql.get)
                 .bind(key)
                 .fetch_optional(p)
@@ -598,6 +637,10 @@ impl Storage {
     /// Writes `value` at `key`, replacing what was there.
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
         self.observed("put", async {
+            if let Some(m) = &self.mem {
+                write(m).insert(key.to_string(), value.to_vec());
+                return Ok(());
+            }
             with_pool!(&self.pool, p => sqlx::query(&self.sql.put).bind(key).bind(value).execute(p).await.map(|_| ())?);
             Ok(())
         })
@@ -607,6 +650,14 @@ impl Storage {
     /// Writes `value` only if `key` is absent. Returns whether it was written.
     pub async fn create(&self, key: &str, value: &[u8]) -> Result<bool, StorageError> {
         self.observed("create", async {
+            if let Some(m) = &self.mem {
+                let mut t = write(m);
+                if t.contains_key(key) {
+                    return Ok(false);
+                }
+                t.insert(key.to_string(), value.to_vec());
+                return Ok(true);
+            }
             let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.create_only).bind(key).bind(value).execute(p).await?.rows_affected());
             Ok(n == 1)
         })
@@ -622,6 +673,16 @@ impl Storage {
         value: &[u8],
     ) -> Result<bool, StorageError> {
         self.observed("cas", async {
+            if let Some(m) = &self.mem {
+                let mut t = write(m);
+                return Ok(match t.get_mut(key) {
+                    Some(v) if v.as_slice() == expected => {
+                        *v = value.to_vec();
+                        true
+                    }
+                    _ => false,
+                });
+            }
             let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.cas).bind(key).bind(expected).bind(value).execute(p).await?.rows_affected());
             Ok(n == 1)
         })
@@ -631,6 +692,10 @@ impl Storage {
     /// Deletes `key`; deleting a missing key is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.observed("delete", async {
+            if let Some(m) = &self.mem {
+                write(m).remove(key);
+                return Ok(());
+            }
             with_pool!(&self.pool, p => sqlx::query(&self.sql.delete).bind(key).execute(p).await.map(|_| ())?);
             Ok(())
         })
@@ -645,6 +710,14 @@ impl Storage {
         expected: &[u8],
     ) -> Result<bool, StorageError> {
         self.observed("compare_and_delete", async {
+            if let Some(m) = &self.mem {
+                let mut t = write(m);
+                if t.get(key).is_some_and(|v| v.as_slice() == expected) {
+                    t.remove(key);
+                    return Ok(true);
+                }
+                return Ok(false);
+            }
             let n = with_pool!(&self.pool, p => sqlx::query(&self.sql.delete_if).bind(key).bind(expected).execute(p).await?.rows_affected());
             Ok(n == 1)
         })
@@ -655,6 +728,9 @@ impl Storage {
     pub async fn count(&self, prefix: &str) -> Result<u64, StorageError> {
         let pattern = format!("{}%", escape_like(prefix));
         self.observed("count", async {
+            if let Some(m) = &self.mem {
+                return Ok(under(&read(m), prefix).count() as u64);
+            }
             let n: i64 = with_pool!(&self.pool, p => sqlx::query(&self.sql.count)
                 .bind(pattern)
                 .fetch_one(p)
@@ -671,6 +747,9 @@ impl Storage {
         let pattern = format!("{}%", escape_like(prefix));
         let keys: Vec<String> = self
             .observed("list", async {
+                if let Some(m) = &self.mem {
+                    return Ok(under(&read(m), prefix).map(|(k, _)| k.clone()).collect());
+                }
                 Ok(with_pool!(&self.pool, p => sqlx::query(&self.sql.list)
                     .bind(pattern)
                     .fetch_all(p)
@@ -697,6 +776,30 @@ impl Storage {
         out.dedup();
         Ok(out)
     }
+}
+
+fn read(
+    m: &MemTable,
+) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<String, Vec<u8>>> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(
+    m: &MemTable,
+) -> std::sync::RwLockWriteGuard<'_, std::collections::BTreeMap<String, Vec<u8>>> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The entries of an in-memory table whose keys start with `prefix`, in order.
+fn under<'a>(
+    t: &'a std::collections::BTreeMap<String, Vec<u8>>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Vec<u8>)> + 'a {
+    t.range::<str, _>((
+        std::ops::Bound::Included(prefix),
+        std::ops::Bound::Unbounded,
+    ))
+    .take_while(move |(k, _)| k.starts_with(prefix))
 }
 
 fn escape_like(s: &str) -> String {
@@ -861,6 +964,44 @@ mod tests {
         let _la = a.try_lock("leases").await.unwrap().expect("a's lock");
         assert!(b.try_lock("leases").await.unwrap().is_some());
         assert!(Database::connect(&with("Bad")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn memory() {
+        let db = Database::connect(&StorageConfig::Memory).await.unwrap();
+        assert_eq!(db.kind(), "inmem");
+        suite(db.clone()).await;
+        // A namespace opened again is the same table.
+        db.namespace("alpha")
+            .await
+            .unwrap()
+            .put("again", b"1")
+            .await
+            .unwrap();
+        assert_eq!(
+            db.namespace("alpha")
+                .await
+                .unwrap()
+                .get("again")
+                .await
+                .unwrap(),
+            Some(b"1".to_vec())
+        );
+        // Another in-memory database shares nothing, locks included.
+        let other = Database::connect(&StorageConfig::Memory).await.unwrap();
+        assert_eq!(
+            other
+                .namespace("alpha")
+                .await
+                .unwrap()
+                .get("again")
+                .await
+                .unwrap(),
+            None
+        );
+        let _l = db.try_lock("leases").await.unwrap().expect("lock");
+        assert!(db.try_lock("leases").await.unwrap().is_none());
+        assert!(other.try_lock("leases").await.unwrap().is_some());
     }
 
     #[tokio::test]

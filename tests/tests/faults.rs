@@ -517,69 +517,27 @@ async fn kill_each_service_under_load_loses_nothing() {
         proc_mut(&mut c, name).kill();
         // While it is dead: refused in Vault's shape (the gateway: no
         // connection), quickly. Caches may serve a first request or two
-        // until the broken stream is noticed, so wait for the first refusal.
-        let mut refusals = 0;
-        let mut last = None;
-        let mut i = 0;
-        while refusals < 5 || killed.elapsed() < DEAD_FOR {
-            let key = format!("probe/{name}/{i}");
-            i += 1;
-            let a = probe.write(&key).await;
-            assert!(
-                a.took < MAX_LATENCY,
-                "{name} dead: a request took {:?}",
-                a.took
-            );
-            if a.ok() {
-                probes_acked.push(key);
-                assert!(
-                    refusals == 0 && killed.elapsed() < Duration::from_secs(5),
-                    "{name} dead: a write was acknowledged {:?} after the kill, after {refusals} refusals",
-                    killed.elapsed()
-                );
+        // until the broken stream is noticed.
+        let gateway = name == "gateway";
+        let (acked, refused, last) = refused_while(&probe, name, DEAD_FOR, 5, |a| {
+            if gateway {
+                a.status == 0
             } else {
-                probes_unacked.push(key);
-                if name == "gateway" {
-                    assert_eq!(a.status, 0, "gateway dead: {} {}", a.status, a.body);
-                } else {
-                    assert!(
-                        a.vault_5xx(),
-                        "{name} dead: {} {} {}",
-                        a.status,
-                        a.body,
-                        a.error
-                    );
-                }
-                refusals += 1;
-                last = Some(a);
+                a.vault_5xx()
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let last = last.expect("a refusal");
+        })
+        .await;
+        let refusals = refused.len();
+        probes_acked.extend(acked);
+        probes_unacked.extend(refused);
         let dead_for = killed.elapsed();
         let restarted = Instant::now();
         tokio::task::block_in_place(|| restart(&mut c, name, round));
         let up_in = restarted.elapsed();
         // Resumes: the probe goes through, and so do the writers.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let key = format!("probe/{name}/{i}");
-            i += 1;
-            let a = probe.write(&key).await;
-            if a.ok() {
-                probes_acked.push(key);
-                break;
-            }
-            probes_unacked.push(key);
-            assert!(
-                Instant::now() < deadline,
-                "{name} restarted: writes still refused: {} {} {}",
-                a.status,
-                a.body,
-                a.error
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (key, refused) = resumed(&probe, name).await;
+        probes_acked.push(key);
+        probes_unacked.extend(refused);
         let resumed_in = restarted.elapsed();
         load.flowing(40, Duration::from_secs(20), name).await;
         load.set_phase(&format!("{name} restarted"));
@@ -602,4 +560,423 @@ async fn kill_each_service_under_load_loses_nothing() {
     println!("acked {}, readable {readable}", ledger.acked.len());
     assert_eq!(readable, ledger.acked.len());
     println!("kill test took {:?}", t0.elapsed());
+}
+
+/// Sends probe writes for at least `for_at_least` (and at least
+/// `min_refusals` are refused): the
+/// first may still pass (until the fault is noticed), then every one must
+/// be refused, and `check` each refusal. Returns (acknowledged keys,
+/// refused keys, the last refusal).
+async fn refused_while(
+    probe: &Client,
+    what: &str,
+    for_at_least: Duration,
+    min_refusals: usize,
+    check: impl Fn(&Answer) -> bool,
+) -> (Vec<String>, Vec<String>, Answer) {
+    let start = Instant::now();
+    let (mut acked, mut refused, mut last) = (Vec::new(), Vec::new(), None);
+    let mut i = 0;
+    while refused.len() < min_refusals || start.elapsed() < for_at_least {
+        let key = format!("probe/{}/{i}", what.replace(' ', "-"));
+        i += 1;
+        let a = probe.write(&key).await;
+        assert!(a.took < MAX_LATENCY, "{what}: a request took {:?}", a.took);
+        if a.ok() {
+            assert!(
+                refused.is_empty() && start.elapsed() < Duration::from_secs(5),
+                "{what}: a write was acknowledged {:?} into the fault, after {} refusals",
+                start.elapsed(),
+                refused.len()
+            );
+            acked.push(key);
+        } else {
+            assert!(check(&a), "{what}: {} {} {}", a.status, a.body, a.error);
+            refused.push(key);
+            last = Some(a);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (acked, refused, last.expect("a refusal"))
+}
+
+/// Probe writes until one is acknowledged (within 30 s). Returns (that
+/// key, the keys refused meanwhile).
+async fn resumed(probe: &Client, what: &str) -> (String, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refused = Vec::new();
+    for i in 0.. {
+        let key = format!("probe/{}-after/{i}", what.replace(' ', "-"));
+        let a = probe.write(&key).await;
+        if a.ok() {
+            return (key, refused);
+        }
+        refused.push(key);
+        assert!(
+            Instant::now() < deadline,
+            "{what}: writes still refused: {} {} {}",
+            a.status,
+            a.body,
+            a.error
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!()
+}
+
+/// PostgreSQL (a private cluster) stopped (`pg_ctl stop -m fast`: every
+/// session ended) and started again under load, twice. Storage waits for
+/// a connection up to its pool's acquire timeout (10 s: a short outage is
+/// ridden through); the gateway's per-call deadline (here 3 s) answers 504
+/// before that, so nothing waits longer than the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restart_under_load_loses_nothing() {
+    let t0 = Instant::now();
+    let pg = tokio::task::block_in_place(PrivatePg::start);
+    let seal_dir = tempfile::tempdir().expect("temp dir");
+    let c = Cluster::start_with(
+        Layout::Separate,
+        Store::Postgres(pg.superuser_url()),
+        Options {
+            extra_config: format!(
+                "{}default_max_request_duration = \"3s\"\n",
+                static_seal(seal_dir.path())
+            ),
+            ..Options::default()
+        },
+    );
+    let (root_token, loader, _) = prepare(&c.http, true).await;
+    let root = Client::new(&c.http, &root_token);
+    let client = Client::new(&c.http, &loader);
+    let probe = Client::new(&c.http, &loader);
+    let load = Load::start(&client, 4);
+    load.flowing(30, Duration::from_secs(20), "steady").await;
+    let mut extra_acked = Vec::new();
+    let mut extra_unacked = Vec::new();
+    for round in 0..2 {
+        let before = load.acked();
+        load.set_phase("postgres down");
+        let stopped = Instant::now();
+        tokio::task::block_in_place(|| pg.stop());
+        let stop_took = stopped.elapsed();
+        let (acked, refused, last) = refused_while(
+            &probe,
+            "postgres down",
+            Duration::from_secs(5),
+            1,
+            Answer::vault_5xx,
+        )
+        .await;
+        extra_acked.extend(acked);
+        let n_refused = refused.len();
+        extra_unacked.extend(refused);
+        let down_for = stopped.elapsed();
+        let started = Instant::now();
+        tokio::task::block_in_place(|| pg.start_again());
+        load.set_phase("postgres back");
+        let (key, refused) = resumed(&probe, "postgres back").await;
+        extra_acked.push(key);
+        extra_unacked.extend(refused);
+        let resumed_in = started.elapsed();
+        load.flowing(40, Duration::from_secs(20), "postgres back")
+            .await;
+        println!(
+            "round {round}: postgres stopped (pg_ctl took {stop_took:?}), refused {n_refused} probes \
+             (last {} {} in {:?}) over {down_for:?}; writes resumed {resumed_in:?} after the start; acked +{}",
+            last.status,
+            last.errors(),
+            last.took,
+            load.acked() - before
+        );
+    }
+    let mut ledger = load.finish().await;
+    check_failures(&ledger, &[], MAX_LATENCY);
+    ledger.acked.extend(extra_acked);
+    ledger.unacked.extend(extra_unacked);
+    let readable = verify(&root, &ledger).await;
+    println!("acked {}, readable {readable}", ledger.acked.len());
+    assert_eq!(readable, ledger.acked.len());
+    println!("postgres test took {:?}", t0.elapsed());
+}
+
+/// Number of complete JSON lines in an audit log.
+fn audit_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+        .count()
+}
+
+/// The only audit device cannot write (its directory removed, then its
+/// disk full): fail closed, nothing refused is stored; restored and
+/// reopened (SIGHUP), requests succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_device_failure_fails_closed_and_recovers() {
+    let t0 = Instant::now();
+    let pg = TestPg::new().await;
+    let c = Cluster::start(Layout::Separate, Store::Postgres(pg.url.clone()));
+    let (root_token, loader, _) = prepare(&c.http, false).await;
+    let root = Client::new(&c.http, &root_token);
+    let logs = c.dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let log = logs.join("audit.log");
+    enable_audit(&root, &log).await;
+    let audit = c
+        .procs
+        .iter()
+        .find(|p| p.name == "audit")
+        .expect("audit process");
+    let client = Client::new(&c.http, &loader);
+    let probe = Client::new(&c.http, &loader);
+    let load = Load::start(&client, 4);
+    load.flowing(30, Duration::from_secs(20), "steady").await;
+    let mut extra_acked = Vec::new();
+    let mut must_be_absent = Vec::new();
+    for fault in ["file removed", "disk full"] {
+        let before = load.acked();
+        load.set_phase(fault);
+        match fault {
+            // The open file would still take writes: removing its
+            // directory bites at the reopen.
+            "file removed" => std::fs::remove_dir_all(&logs).expect("remove log dir"),
+            // Every write to /dev/full fails with ENOSPC, root or not.
+            _ => {
+                std::fs::remove_file(&log).expect("remove log");
+                std::os::unix::fs::symlink("/dev/full", &log).expect("symlink");
+            }
+        }
+        audit.signal("HUP");
+        let (acked, refused, last) = refused_while(&probe, fault, Duration::from_secs(1), 5, |a| {
+            a.status == 500 && a.vault_5xx()
+        })
+        .await;
+        extra_acked.extend(acked);
+        // Refused at the request's audit entry: never acted on.
+        let n_refused = refused.len();
+        must_be_absent.extend(refused);
+        // Reads fail closed too.
+        let r = root.get("secret/data/load/0/0").await;
+        assert!(
+            r.status == 500 && r.vault_5xx(),
+            "{fault}: read {} {}",
+            r.status,
+            r.body
+        );
+        // Mend and reopen.
+        match fault {
+            "file removed" => std::fs::create_dir_all(&logs).expect("log dir"),
+            _ => std::fs::remove_file(&log).expect("remove symlink"),
+        }
+        audit.signal("HUP");
+        load.set_phase(&format!("{fault}, mended"));
+        let (key, refused) = resumed(&probe, fault).await;
+        extra_acked.push(key);
+        load.flowing(40, Duration::from_secs(20), fault).await;
+        // Refused while the reopen was pending: nothing done either.
+        must_be_absent.extend(refused);
+        let recorded = audit_lines(&log);
+        assert!(recorded > 0, "{fault}: the mended device records again");
+        println!(
+            "{fault}: refused {n_refused} probes (last {} {}), resumed; {recorded} entries in the new file; acked +{}",
+            last.status,
+            last.errors(),
+            load.acked() - before
+        );
+    }
+    let mut ledger = load.finish().await;
+    check_failures(&ledger, &[], MAX_LATENCY);
+    for key in &must_be_absent {
+        let r = root.get(&format!("secret/data/{key}")).await;
+        assert_eq!(
+            r.status, 404,
+            "{key}: refused by audit, yet stored: {}",
+            r.body
+        );
+    }
+    println!(
+        "{} writes refused by audit: none stored",
+        must_be_absent.len()
+    );
+    ledger.acked.extend(extra_acked);
+    let readable = verify(&root, &ledger).await;
+    println!("acked {}, readable {readable}", ledger.acked.len());
+    assert_eq!(readable, ledger.acked.len());
+    println!("audit test took {:?}", t0.elapsed());
+}
+
+/// `sys/seal` while writes are in flight, three times: every refusal is
+/// 503 `Vault is sealed`, nothing hangs, and unsealing resumes traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sealed_with_requests_in_flight() {
+    let t0 = Instant::now();
+    let pg = TestPg::new().await;
+    let c = Cluster::start(Layout::Separate, Store::Postgres(pg.url.clone()));
+    let (root_token, loader, key) = prepare(&c.http, false).await;
+    let key = key.expect("an unseal key");
+    let root = Client::new(&c.http, &root_token);
+    let anon = Client::new(&c.http, "");
+    let client = Client::new(&c.http, &loader);
+    let probe = Client::new(&c.http, &loader);
+    let load = Load::start(&client, 6);
+    load.flowing(30, Duration::from_secs(20), "steady").await;
+    let mut extra_acked = Vec::new();
+    let mut extra_unacked = Vec::new();
+    let sealed_503 = |a: &Answer| a.status == 503 && a.errors().contains("Vault is sealed");
+    for round in 0..3 {
+        let before = load.acked();
+        load.set_phase("sealed");
+        let r = root.put("sys/seal", json!({})).await;
+        assert_eq!(r.status, 204, "seal: {}", r.body);
+        let (acked, refused, _) =
+            refused_while(&probe, "sealed", Duration::from_secs(1), 5, sealed_503).await;
+        extra_acked.extend(acked);
+        let n_refused = refused.len();
+        extra_unacked.extend(refused);
+        let r = anon.put("sys/unseal", json!({ "key": key })).await;
+        assert_eq!(r.body["sealed"], false, "unseal: {}", r.body);
+        load.set_phase("unsealed");
+        let unsealed = Instant::now();
+        let (k, refused) = resumed(&probe, "unsealed").await;
+        extra_acked.push(k);
+        extra_unacked.extend(refused);
+        load.flowing(40, Duration::from_secs(20), "unsealed").await;
+        println!(
+            "round {round}: sealed, refused {n_refused} probes; writes resumed {:?} after the unseal; acked +{}",
+            unsealed.elapsed(),
+            load.acked() - before
+        );
+    }
+    let mut ledger = load.finish().await;
+    check_failures(&ledger, &[], MAX_LATENCY);
+    // Sealing is no crash: in flight or after, a refusal is the sealed 503.
+    for f in &ledger.failures {
+        assert!(
+            sealed_503(&f.answer),
+            "[{}] {}: {} {}",
+            f.phase,
+            f.key,
+            f.answer.status,
+            f.answer.body
+        );
+    }
+    ledger.acked.extend(extra_acked);
+    ledger.unacked.extend(extra_unacked);
+    let readable = verify(&root, &ledger).await;
+    println!("acked {}, readable {readable}", ledger.acked.len());
+    assert_eq!(readable, ledger.acked.len());
+    println!("seal test took {:?}", t0.elapsed());
+}
+
+/// The per-call deadline configured for the test.
+const DEADLINE: Duration = Duration::from_secs(2);
+
+/// What a refused request may take beyond the deadline (the other hops of
+/// the request, a loaded machine).
+const DEADLINE_SLACK: Duration = Duration::from_secs(4);
+
+/// A stopped kv process (SIGSTOP: connections open, nothing answered):
+/// every request needing it is answered 504 within the gateway's per-call
+/// deadline, a burst of 200 does not pile up, other routes keep answering,
+/// and SIGCONT resumes traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopped_service_answers_within_the_deadline() {
+    let t0 = Instant::now();
+    let pg = TestPg::new().await;
+    let c = Cluster::start_with(
+        Layout::Separate,
+        Store::Postgres(pg.url.clone()),
+        Options {
+            extra_config: format!(
+                "default_max_request_duration = \"{}s\"\n",
+                DEADLINE.as_secs()
+            ),
+            ..Options::default()
+        },
+    );
+    let (root_token, loader, _) = prepare(&c.http, false).await;
+    let root = Client::new(&c.http, &root_token);
+    let client = Client::new(&c.http, &loader);
+    let load = Load::start(&client, 4);
+    load.flowing(30, Duration::from_secs(20), "steady").await;
+    let kv = c.procs.iter().find(|p| p.name == "kv").expect("kv process");
+
+    load.set_phase("kv stopped");
+    kv.signal("STOP");
+    let stopped = Instant::now();
+    let burst = Client::new(&c.http, &loader);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let burst = burst.clone();
+            tokio::spawn(async move {
+                let key = format!("probe/burst/{i}");
+                (burst.write(&key).await, key)
+            })
+        })
+        .collect();
+    // Meanwhile a route that does not need kv answers at once.
+    let other = client.get("auth/token/lookup-self").await;
+    assert_eq!(other.status, 200, "lookup-self: {}", other.body);
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("burst task"));
+    }
+    let burst_took = stopped.elapsed();
+    let mut slowest = Duration::ZERO;
+    let mut burst_keys = Vec::new();
+    for (a, key) in &answers {
+        assert!(
+            a.status == 504 && a.vault_5xx(),
+            "{key} while kv is stopped: {} {} {}",
+            a.status,
+            a.body,
+            a.error
+        );
+        assert!(
+            a.took >= DEADLINE - Duration::from_millis(100) && a.took < DEADLINE + DEADLINE_SLACK,
+            "{key}: answered after {:?} (deadline {DEADLINE:?})",
+            a.took
+        );
+        slowest = slowest.max(a.took);
+        burst_keys.push(key.clone());
+    }
+    assert!(
+        burst_took < DEADLINE + DEADLINE_SLACK,
+        "200 requests took {burst_took:?} in all"
+    );
+    // Still stopped, still bounded: no queue built up behind the burst.
+    let a = client.write("probe/after-burst/0").await;
+    assert!(
+        a.status == 504 && a.took < DEADLINE + DEADLINE_SLACK,
+        "{} {:?}",
+        a.status,
+        a.took
+    );
+    burst_keys.push("probe/after-burst/0".into());
+    let other_took = other.took;
+    println!(
+        "kv stopped: 200 concurrent writes all answered 504 {} (slowest {slowest:?}, all within {burst_took:?}); \
+         lookup-self meanwhile 200 in {other_took:?}",
+        answers[0].0.errors()
+    );
+
+    kv.signal("CONT");
+    load.set_phase("kv resumed");
+    let resumed_at = Instant::now();
+    let (key, refused) = resumed(&client, "kv resumed").await;
+    load.flowing(40, Duration::from_secs(20), "kv resumed")
+        .await;
+    println!(
+        "kv resumed: writes acknowledged again after {:?}",
+        resumed_at.elapsed()
+    );
+    let mut ledger = load.finish().await;
+    check_failures(&ledger, &[], DEADLINE + DEADLINE_SLACK);
+    ledger.acked.push(key);
+    ledger.unacked.extend(refused);
+    ledger.unacked.extend(burst_keys);
+    let readable = verify(&root, &ledger).await;
+    println!("acked {}, readable {readable}", ledger.acked.len());
+    assert_eq!(readable, ledger.acked.len());
+    println!("deadline test took {:?}", t0.elapsed());
 }

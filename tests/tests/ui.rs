@@ -17,11 +17,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bulwark_dynamic_db::testing::PrivatePg;
 use bulwark_e2e::{bulwark_bin, free_port, Api, Cluster, Layout, Options, Proc, Store};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+/// A dynamic role's SQL (as in the walkthroughs).
+const READONLY_SQL: &str = r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}";"#;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Every wait on the page is bounded by this.
@@ -631,9 +634,86 @@ async fn ui_walkthrough_in_chromium() {
         b.close().await.expect("close the third browser");
     }
 
-    // --- Leases: the server's answer to an unknown lease.
-    click_link(&c, "Leases").await;
+    // --- Database engine and leases: a connection and a role made in the
+    // UI, credentials generated there, their lease looked up, renewed and
+    // revoked (the PostgreSQL user goes away).
+    let pg = tokio::task::spawn_blocking(PrivatePg::start)
+        .await
+        .expect("private PostgreSQL");
+    click_link(&c, "Secrets").await;
+    heading(&c, "Secrets engines").await;
+    select(&c, "#engine-type", "database").await;
+    fill(&c, "#engine-path", "database").await;
+    click_button(&c, "Enable engine").await;
+    wait_text(&c, "main table", "database/").await;
+    click_link(&c, "database/").await;
+    heading(&c, "database/ (database)").await;
+    fill(&c, "#db-conn-name", "my-postgres-database").await;
+    fill(
+        &c,
+        "#db-conn-url",
+        &format!(
+            "postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable",
+            pg.port()
+        ),
+    )
+    .await;
+    fill(&c, "#db-conn-user", "postgres").await;
+    fill(&c, "#db-conn-password", pg.superuser_password()).await;
+    fill(&c, "#db-conn-roles", "readonly").await;
+    click_button(&c, "Save connection").await;
+    wait_text(&c, "#flash", "Saved connection my-postgres-database").await;
+    fill(&c, "#db-role-name", "readonly").await;
+    select(&c, "#db-role-db", "my-postgres-database").await;
+    fill(&c, "#db-role-sql", READONLY_SQL).await;
+    fill(&c, "#db-role-ttl", "1h").await;
+    click_button(&c, "Save role").await;
+    wait_text(&c, "#flash", "Saved role readonly").await;
+    click(
+        &c,
+        Locator::Css("button[aria-label='Generate credentials from role readonly']"),
+    )
+    .await;
+    wait_text(&c, "#db-creds", "Credentials from readonly").await;
+    let username = find(&c, Locator::Css("#db-creds code.secret"))
+        .await
+        .text()
+        .await
+        .expect("username");
+    assert!(pg.role_exists(&username).await, "{username} was created");
+    let lease_id = find(&c, Locator::Css("#db-creds-lease"))
+        .await
+        .text()
+        .await
+        .expect("lease id");
+    assert!(
+        lease_id.starts_with("database/creds/readonly/"),
+        "{lease_id}"
+    );
+    click(&c, Locator::Css("#db-creds-lease")).await;
     heading(&c, "Leases").await;
+    wait_text(&c, "#lease-result", &lease_id).await;
+    fill(&c, "#lease-increment", "30m").await;
+    click_button(&c, "Renew").await;
+    wait_text(&c, "#flash", "Renewed").await;
+    let look = api
+        .put("sys/leases/lookup", json!({ "lease_id": lease_id }))
+        .await;
+    let ttl = look.body["data"]["ttl"].as_i64().unwrap_or(-1);
+    assert!((1..=1800).contains(&ttl), "renewed to 30m: {:?}", look.body);
+    screenshot(&c, "07-leases").await;
+    click_button(&c, "Revoke").await;
+    wait_text(&c, "#lease-result", "is revoked").await;
+    let look = api
+        .put("sys/leases/lookup", json!({ "lease_id": lease_id }))
+        .await;
+    assert!(look.status >= 400, "{:?}", look.body);
+    let deadline = Instant::now() + WAIT;
+    while pg.role_exists(&username).await {
+        assert!(Instant::now() < deadline, "{username} still exists");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // An unknown lease: the server's message.
     fill(&c, "#lease-id", "database/creds/nope/abc").await;
     click_button(&c, "Look up").await;
     let lease_err = api
@@ -644,7 +724,7 @@ async fn ui_walkthrough_in_chromium() {
         .await;
     assert!(lease_err.status >= 400, "{:?}", lease_err.body);
     wait_text(&c, ".errors", &lease_err.errors()[0]).await;
-    screenshot(&c, "07-leases").await;
+    drop(pg);
 
     // --- PKI: enable, root CA, role, issue, revoke, CA and CRL links.
     click_link(&c, "Secrets").await;

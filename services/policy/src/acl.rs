@@ -250,7 +250,7 @@ pub struct Acl {
     globs: PrefixTree<Permissions>,
     segments: Vec<SegmentRule>,
     /// Every non-exact pattern's fixed part (up to its first `+` or `*`) with
-    /// its merged capabilities, for [`Acl::has_access_under`].
+    /// the pattern's merged capabilities, for [`Acl::has_access_under`].
     wildcard_prefixes: Vec<(String, CapabilitySet)>,
 }
 
@@ -282,12 +282,11 @@ impl Acl {
                 };
                 perms.merge(name, rule.capabilities);
                 if !matches!(classify(rule), Kind::Exact) {
-                    let fixed = rule
-                        .path
-                        .find(['+', '*'])
-                        .map_or(rule.path.as_str(), |i| &rule.path[..i]);
+                    // Merged per pattern, as the rules are: a `deny` at one
+                    // pattern must not hide a grant at another one with the
+                    // same fixed part (found by the fuzz targets, issue 13).
                     wildcards
-                        .entry(fixed.to_string())
+                        .entry(rule.path.clone())
                         .or_default()
                         .merge(name, rule.capabilities);
                 }
@@ -295,7 +294,10 @@ impl Acl {
         }
         acl.wildcard_prefixes = wildcards
             .into_iter()
-            .map(|(k, p)| (k, p.capabilities))
+            .map(|(pattern, p)| {
+                let fixed = pattern.find(['+', '*']).map_or(pattern.len(), |i| i);
+                (pattern[..fixed].to_string(), p.capabilities)
+            })
             .collect();
         acl.segments = segments
             .into_iter()
@@ -310,16 +312,21 @@ impl Acl {
     }
 
     /// Whether any rule grants a capability (other than `deny`) on some path
-    /// under `mount` (`secret/`): a rule for a path inside the mount, or a
+    /// under `mount` (`secret/`): the rule governing the mount path itself
+    /// (resolved as a LIST, as Vault's `hasMountAccess` does first, so an
+    /// exact `secret` counts), a rule for a path inside the mount, or a
     /// wildcard rule whose fixed part covers the mount or lies inside it.
     pub fn has_access_under(&self, mount: &str) -> bool {
         if self.root {
             return true;
         }
         let grants = |c: &CapabilitySet| !c.is_empty() && !c.contains(Capability::Deny);
-        self.exact
-            .iter()
-            .any(|(path, p)| path.starts_with(mount) && grants(&p.capabilities))
+        self.lookup(normalize(mount), true)
+            .is_some_and(|p| grants(&p.capabilities))
+            || self
+                .exact
+                .iter()
+                .any(|(path, p)| path.starts_with(mount) && grants(&p.capabilities))
             || self.wildcard_prefixes.iter().any(|(fixed, caps)| {
                 (fixed.starts_with(mount) || mount.starts_with(fixed.as_str())) && grants(caps)
             })

@@ -231,7 +231,20 @@ fn hcl_rules(text: &str) -> Result<Vec<RawRule>, ParseError> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let body = hcl::parse(text).map_err(|e| ParseError(e.to_string().trim_start().to_string()))?;
+    // hcl's parser recurses per nesting level: refuse deep text before it
+    // can overflow the stack (found by the fuzz targets, issue 13).
+    bulwark_shared::hcl_depth::check(text).map_err(|e| ParseError(e.to_string()))?;
+    let body = hcl::parse(text).map_err(|e| match e {
+        // Not `Display`: it pads a caret to the column, which panics past
+        // column 65535 (found by the fuzz targets, issue 13).
+        hcl::Error::Parse(p) => ParseError(format!(
+            "line {}, column {}: {}",
+            p.location().line(),
+            p.location().column(),
+            p.message()
+        )),
+        other => ParseError(other.to_string()),
+    })?;
     let mut out = Vec::new();
     for structure in body.iter() {
         match structure {
