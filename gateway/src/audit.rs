@@ -3,15 +3,21 @@
 //! sensitive ones per device and writes them. Fail-closed: an entry no device
 //! could record fails the request with 500, before it is acted on.
 
-use bulwark_proto::audit::v1::LogRequest;
+use bulwark_proto::audit::v1::audit_client::AuditClient;
+use bulwark_proto::audit::v1::{LogRequest, LogStreamRequest, LogStreamResponse};
 use bulwark_proto::policy::v1::AuthorizeResponse;
+use bulwark_shared::grpc::Channel;
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use crate::acl::Caller;
 use crate::error::ApiError;
 use crate::mounts::MountEntry;
 use crate::request::Operation;
 use crate::Gateway;
+
+/// The unary method a streamed entry stands for (span and metric names).
+const LOG_METHOD: &str = "/bulwark.audit.v1.Audit/Log";
 
 /// Paths Vault does not audit.
 pub fn audited(path: &str) -> bool {
@@ -216,7 +222,7 @@ impl Context {
     ) -> Result<(), ApiError> {
         let start = std::time::Instant::now();
         let sent = gw
-            .audit()
+            .audit_stream()
             .log(LogRequest {
                 entry: serde_json::to_vec(&entry).expect("entry serializes"),
                 non_hmac_request_keys: self.non_hmac_request_keys.clone(),
@@ -308,5 +314,142 @@ impl AuditNeed {
     /// on, whatever the stream's timing.
     pub fn device_enabled(&self) {
         self.state.store(SOME, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Audit entries over one long-lived `LogStream` to the audit service,
+/// instead of a unary `Log` call each: no per-entry call setup on the hot
+/// path. Entries are matched to answers by id. When the stream breaks, every
+/// entry waiting on it fails (closed: the request is refused) and the next
+/// entry opens a new stream, on whichever audit replica is healthy.
+pub struct AuditStream {
+    client: AuditClient<Channel>,
+    conn: tokio::sync::Mutex<Option<StreamConn>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+type Pending = std::sync::Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<u64, tokio::sync::oneshot::Sender<LogStreamResponse>>,
+    >,
+>;
+
+#[derive(Clone)]
+struct StreamConn {
+    tx: tokio::sync::mpsc::Sender<LogStreamRequest>,
+    pending: Pending,
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How long an entry may wait for its answer before the request is refused.
+const STREAM_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl AuditStream {
+    pub fn new(client: AuditClient<Channel>) -> Self {
+        AuditStream {
+            client,
+            conn: tokio::sync::Mutex::new(None),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// Records `entry`; `Err` when it was not recorded (the request must be
+    /// refused).
+    pub async fn log(&self, entry: LogRequest) -> Result<u32, tonic::Status> {
+        use std::sync::atomic::Ordering;
+        let conn = self.connection().await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (span, traceparent, request_id) =
+            bulwark_shared::telemetry::stream_message_client(LOG_METHOD);
+        let (done, answer) = tokio::sync::oneshot::channel();
+        conn.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, done);
+        // Checked after registering: a stream that died before misses
+        // nothing, one that dies after drains `pending`, this entry included.
+        if !conn.alive.load(Ordering::SeqCst) {
+            conn.forget(id);
+            return Err(tonic::Status::unavailable("audit stream closed"));
+        }
+        let msg = LogStreamRequest {
+            id,
+            entry: Some(entry),
+            traceparent,
+            request_id,
+        };
+        let waited = async {
+            if conn.tx.send(msg).await.is_err() {
+                return Err(tonic::Status::unavailable("audit stream closed"));
+            }
+            match tokio::time::timeout(STREAM_ANSWER_WAIT, answer).await {
+                Ok(Ok(a)) if a.code == 0 => Ok(a.recorded),
+                Ok(Ok(a)) => Err(tonic::Status::new(tonic::Code::from(a.code), a.message)),
+                Ok(Err(_)) => Err(tonic::Status::unavailable("audit stream closed")),
+                Err(_) => Err(tonic::Status::deadline_exceeded("audit did not answer")),
+            }
+        }
+        .instrument(span)
+        .await;
+        if waited.is_err() {
+            conn.forget(id);
+        }
+        waited
+    }
+
+    /// The open stream, or a new one.
+    async fn connection(&self) -> Result<StreamConn, tonic::Status> {
+        use std::sync::atomic::Ordering;
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| c.alive.load(Ordering::SeqCst)) {
+            return Ok(c.clone());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+        let mut client = self.client.clone();
+        let answers = client
+            .log_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let conn = StreamConn {
+            tx,
+            pending: Default::default(),
+            alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
+        tokio::spawn(conn.clone().read_answers(answers));
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// Entries queued to the stream before the sender waits.
+pub const STREAM_QUEUE: usize = 1024;
+
+impl StreamConn {
+    fn forget(&self, id: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Hands each answer to its waiting entry; when the stream ends, marks
+    /// it dead and fails every entry still waiting.
+    async fn read_answers(self, mut answers: tonic::Streaming<LogStreamResponse>) {
+        while let Ok(Some(a)) = answers.message().await {
+            let waiting = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&a.id);
+            if let Some(w) = waiting {
+                let _ = w.send(a);
+            }
+        }
+        self.alive.store(false, std::sync::atomic::Ordering::SeqCst);
+        // Dropping the senders fails their entries.
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }

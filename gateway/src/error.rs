@@ -57,10 +57,10 @@ impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
         // No answer from the service, only a broken connection to it
-        // (tonic's own message; the code is h2's reason, e.g.
-        // RESOURCE_EXHAUSTED for a GOAWAY ENHANCE_YOUR_CALM): unavailable,
-        // not the client's fault and not a rate limit.
-        if s.message().starts_with("h2 protocol error") {
+        // (tonic's own messages; the code is h2's reason, e.g.
+        // RESOURCE_EXHAUSTED for a GOAWAY ENHANCE_YOUR_CALM, or UNKNOWN):
+        // unavailable, not the client's fault and not a rate limit.
+        if s.message().starts_with("h2 protocol error") || s.message() == "transport error" {
             tracing::warn!(code = ?s.code(), message = s.message(), "upstream connection failed");
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -144,6 +144,11 @@ mod tests {
             ),
             (
                 tonic::Status::internal("h2 protocol error: stream error received"),
+                503,
+                "upstream service unavailable",
+            ),
+            (
+                tonic::Status::unknown("transport error"),
                 503,
                 "upstream service unavailable",
             ),

@@ -78,6 +78,7 @@ struct Inner {
     kv: KvClient<Channel>,
     audit: AuditClient<Channel>,
     audit_need: Arc<audit::AuditNeed>,
+    audit_stream: audit::AuditStream,
     acl: Arc<AclCache>,
     mounts: mounts::MountTable,
     auth_mounts: mounts::MountTable,
@@ -159,6 +160,7 @@ impl Gateway {
                 kv: KvClient::new(up.kv)
                     .max_decoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE)
                     .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE),
+                audit_stream: audit::AuditStream::new(audit.clone()),
                 audit,
                 audit_need,
                 acl,
@@ -230,6 +232,10 @@ impl Gateway {
 
     pub(crate) fn audit(&self) -> AuditClient<Channel> {
         self.inner.audit.clone()
+    }
+
+    pub(crate) fn audit_stream(&self) -> &audit::AuditStream {
+        &self.inner.audit_stream
     }
 
     pub(crate) fn audit_need(&self) -> &audit::AuditNeed {

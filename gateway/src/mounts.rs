@@ -74,6 +74,12 @@ impl Table {
 }
 /// How long a replica trusts its cached table.
 pub const REFRESH: Duration = Duration::from_secs(2);
+
+/// How long a refresh of a cached table may wait for storage before the
+/// cached copy serves another [`REFRESH`]: storage that is down makes a
+/// read wait its pool's acquire timeout (10 s), which no request should pay
+/// for a table that changes only through this gateway or the bus.
+pub const STALE_READ_WAIT: Duration = Duration::from_secs(1);
 /// Vault's system default and maximum lease TTL (768h).
 pub const SYSTEM_MAX_TTL: u64 = 2_764_800;
 
@@ -285,17 +291,38 @@ impl MountTable {
 
     /// Every mount, built-ins included, sorted by path.
     pub async fn all(&self) -> Result<Vec<MountEntry>, ApiError> {
-        if let Some(c) = self
+        let cached = self
             .cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-        {
-            if c.at.elapsed() < REFRESH {
-                return Ok(c.entries.clone());
+            .map(|c| (c.entries.clone(), c.at.elapsed() < REFRESH));
+        let (mut entries, _) = match cached {
+            None => self.stored().await?,
+            Some((entries, true)) => return Ok(entries),
+            // A refresh (it only catches a lost bus notice): with storage
+            // slow or down, the cached table keeps routing for another
+            // REFRESH rather than every request waiting for storage.
+            Some((entries, false)) => {
+                match tokio::time::timeout(STALE_READ_WAIT, self.stored()).await {
+                    Ok(Ok(stored)) => stored,
+                    Ok(Err(_)) | Err(_) => {
+                        tracing::warn!(
+                            "mount table not refreshed (storage unavailable): cached copy kept"
+                        );
+                        if let Some(c) = self
+                            .cache
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_mut()
+                        {
+                            c.at = Instant::now();
+                        }
+                        return Ok(entries);
+                    }
+                }
             }
-        }
-        let (mut entries, _) = self.stored().await?;
+        };
         entries.extend(self.table.builtins());
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         *self.cache.write().unwrap_or_else(|e| e.into_inner()) = Some(Cached {

@@ -609,11 +609,33 @@ impl Quotas {
     }
 
     /// [`Quotas::current`], or the last copy when storage cannot be read.
+    /// With a copy to fall back on, storage that is slow or down costs at
+    /// most [`crate::mounts::STALE_READ_WAIT`], and the copy then serves
+    /// another [`REFRESH`] (not a wait on every request).
     async fn current_or_stale(&self) -> Option<Arc<Definitions>> {
-        match self.current().await {
+        let read = match self.stale() {
+            None => self.current().await,
+            Some(_) => tokio::time::timeout(crate::mounts::STALE_READ_WAIT, self.current())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage did not answer",
+                    ))
+                }),
+        };
+        match read {
             Ok(d) => Some(d),
             Err(e) => {
                 tracing::debug!(status = e.status.as_u16(), "quota definitions unreadable");
+                if let Some(c) = self
+                    .cache
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    c.at = Instant::now();
+                }
                 self.stale()
             }
         }

@@ -487,6 +487,56 @@ where
 }
 
 // ---------------------------------------------------------------------------
+// Messages on a long-lived stream: each is traced like a call of its own.
+
+/// The client span of one message sent on a stream standing in for the
+/// unary call `method`, and the message's trace context (`traceparent`) and
+/// request id to send with it.
+pub fn stream_message_client(method: &str) -> (tracing::Span, String, String) {
+    let span = tracing::info_span!(
+        "grpc.client",
+        otel.name = %method,
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.method = %method,
+    );
+    let traceparent = traceparent(&span).unwrap_or_default();
+    let request_id = current_request_id()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    (span, traceparent, request_id)
+}
+
+/// Runs the handling of one streamed message (see [`stream_message_client`])
+/// in a server span continuing its trace, with its request id in scope.
+pub async fn stream_message_server<F: Future>(
+    method: &str,
+    traceparent: &str,
+    request_id: &str,
+    fut: F,
+) -> F::Output {
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = %method,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %method,
+        request_id = request_id,
+    );
+    if let Ok(v) = http::HeaderValue::from_str(traceparent) {
+        let mut h = http::HeaderMap::new();
+        h.insert("traceparent", v);
+        let _ = span.set_parent(extract(&h));
+    }
+    let fut = fut.instrument(span);
+    if valid_request_id(request_id) {
+        with_request_id(Arc::from(request_id), fut).await
+    } else {
+        fut.await
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Server side.
 
 /// Server layer: one `grpc.server` span per RPC, continuing the caller's

@@ -124,15 +124,25 @@ fn render_json(rules: &[Rule]) -> String {
     serde_json::json!({ "path": items }).to_string()
 }
 
+/// Segments for rules that tie on every priority but the last (Vault's
+/// lexicographic order): `+/a/+` against `+/+/b` on `x/a/b`.
+const TIE_SEGMENTS: [&str; 4] = ["a", "b", "+", "+"];
+
 /// Segments of patterns and paths: few enough that rules overlap often.
 const SEGMENTS: [&str; 11] = [
     "a", "b", "ab", "abc", "secret", "+", "+", "+b", "a*b", "é", "",
 ];
 
-fn pattern() -> impl Strategy<Value = String> {
+fn pattern(pool: &'static [&'static str]) -> BoxedStrategy<String> {
+    if std::ptr::eq(pool, &TIE_SEGMENTS[..]) {
+        // Three plain segments: ties are likely.
+        return prop::collection::vec(prop::sample::select(pool), 3)
+            .prop_map(|segs| segs.join("/"))
+            .boxed();
+    }
     (
         any::<bool>(),
-        prop::collection::vec(prop::sample::select(&SEGMENTS[..]), 1..5),
+        prop::collection::vec(prop::sample::select(pool), 1..5),
         any::<bool>(),
         prop::sample::select(&["", "", "*", "*", "{{identity.entity.id}}"][..]),
     )
@@ -148,6 +158,7 @@ fn pattern() -> impl Strategy<Value = String> {
             p.push_str(end);
             p
         })
+        .boxed()
 }
 
 fn caps() -> impl Strategy<Value = Vec<&'static str>> {
@@ -160,9 +171,9 @@ fn caps() -> impl Strategy<Value = Vec<&'static str>> {
     })
 }
 
-fn rule(allow_plus_star: bool) -> impl Strategy<Value = Rule> {
+fn rule(allow_plus_star: bool, pool: &'static [&'static str]) -> impl Strategy<Value = Rule> {
     (
-        pattern(),
+        pattern(pool),
         caps(),
         prop::option::weighted(0.15, prop::sample::select(&LEGACY[..])),
     )
@@ -180,23 +191,25 @@ fn rule(allow_plus_star: bool) -> impl Strategy<Value = Rule> {
         })
 }
 
-fn policies() -> impl Strategy<Value = Vec<Policy>> {
-    prop::collection::vec((prop::collection::vec(rule(false), 0..6), 0..20u8), 1..4).prop_map(
-        |ps| {
-            ps.into_iter()
-                .enumerate()
-                .map(|(i, (rules, root))| Policy {
-                    // Now and then the built-in `root`.
-                    name: if root == 0 {
-                        "root".to_string()
-                    } else {
-                        format!("p{i}")
-                    },
-                    rules,
-                })
-                .collect()
-        },
+fn policies(pool: &'static [&'static str]) -> impl Strategy<Value = Vec<Policy>> {
+    prop::collection::vec(
+        (prop::collection::vec(rule(false, pool), 0..6), 0..20u8),
+        1..4,
     )
+    .prop_map(|ps| {
+        ps.into_iter()
+            .enumerate()
+            .map(|(i, (rules, root))| Policy {
+                // Now and then the built-in `root`.
+                name: if root == 0 {
+                    "root".to_string()
+                } else {
+                    format!("p{i}")
+                },
+                rules,
+            })
+            .collect()
+    })
 }
 
 /// A request path: random segments, or a pattern instantiated (`+` filled,
@@ -583,13 +596,17 @@ const TOKENS: [&str; 44] = [
 ];
 
 fn valid_policy_text() -> impl Strategy<Value = String> {
-    (prop::collection::vec(rule(false), 1..5), any::<bool>()).prop_map(|(rules, json)| {
-        if json {
-            render_json(&rules)
-        } else {
-            render_hcl(&rules)
-        }
-    })
+    (
+        prop::collection::vec(rule(false, &SEGMENTS), 1..5),
+        any::<bool>(),
+    )
+        .prop_map(|(rules, json)| {
+            if json {
+                render_json(&rules)
+            } else {
+                render_hcl(&rules)
+            }
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -721,7 +738,7 @@ proptest! {
     }
 
     #[test]
-    fn generated_policies_round_trip(rules in prop::collection::vec(rule(true), 0..8), json in any::<bool>()) {
+    fn generated_policies_round_trip(rules in prop::collection::vec(rule(true, &SEGMENTS), 0..8), json in any::<bool>()) {
         let text = if json { render_json(&rules) } else { render_hcl(&rules) };
         let parsed = parse_policy(&text);
         if let Some(bad) = rules.iter().find(|r| r.path().contains("+*")) {
@@ -797,7 +814,7 @@ proptest! {
 
     #[test]
     fn acl_matches_the_reference(
-        (policies, paths) in policies().prop_flat_map(|ps| {
+        (policies, paths) in prop_oneof![policies(&SEGMENTS[..]), policies(&TIE_SEGMENTS[..])].prop_flat_map(|ps| {
             let paths = prop::collection::vec(request_path(&ps), 1..12);
             (Just(ps), paths)
         }),
@@ -816,7 +833,7 @@ proptest! {
     /// The policy order never changes a decision.
     #[test]
     fn acl_ignores_policy_order(
-        (policies, paths) in policies().prop_flat_map(|ps| {
+        (policies, paths) in prop_oneof![policies(&SEGMENTS[..]), policies(&TIE_SEGMENTS[..])].prop_flat_map(|ps| {
             let paths = prop::collection::vec(request_path(&ps), 1..8);
             (Just(ps), paths)
         }),
@@ -921,4 +938,32 @@ fn regression_exact_rule_on_the_mount_path_reaches_the_mount() {
     let acl = acl_from(&[("p0", r#"path "a" { capabilities = ["list"] }"#)]);
     assert!(acl.authorize("a/", Operation::List, false).allowed);
     assert!(acl.has_access_under("a/"));
+}
+
+/// A disagreement with Vault, kept as a failing test until it is decided
+/// (run with `--ignored`). Since VAULT-3825 (hashicorp/vault#23874; 1.13.10,
+/// 1.14.6, 1.15.2) Vault resolves a LIST on a path ending in `/` against the
+/// non-exact rules on the path *without* the slash first, so
+/// `+/sys/policies/acl` or `secret/metadata/+` grant LIST on
+/// `ns/sys/policies/acl/` and `secret/metadata/foo/` (the gateway, like
+/// Vault, adds the slash to every LIST). Bulwark, as /work/shared/vault-api.md
+/// specifies, strips the slash only for exact rules. Changing it moves which
+/// rule wins for LIST and `sys/capabilities` both ways (a `+` rule can then
+/// beat a longer glob's `deny`), so it is listed, not fixed here.
+#[test]
+#[ignore = "Vault 1.15.2+ (VAULT-3825) and Bulwark disagree; see the doc comment"]
+fn vault_3825_list_with_trailing_slash_tries_wildcards_without_it() {
+    let acl = acl_from(&[(
+        "p0",
+        "path \"+/sys/policies/acl\" { capabilities = [\"list\"] }\n\
+         path \"secret/metadata/+\" { capabilities = [\"list\"] }\n",
+    )]);
+    assert!(
+        acl.authorize("ns/sys/policies/acl/", Operation::List, false)
+            .allowed
+    );
+    assert!(
+        acl.authorize("secret/metadata/foo/", Operation::List, false)
+            .allowed
+    );
 }
