@@ -232,6 +232,18 @@ impl Context {
         timing.observe(start.elapsed().as_secs_f64());
         sent.map(|_| ()).map_err(|s| {
             failures.inc();
+            // Sealed under a request in flight: the audit service heard of
+            // the seal before this gateway did. Answer what the gateway
+            // answers a moment later, not an internal error.
+            if s.code() == tonic::Code::Unavailable && s.message() == "Vault is sealed" {
+                return ApiError::sealed();
+            }
+            // Audit did not answer in time: the gateway's 504, as for any
+            // service past its deadline.
+            if s.code() == tonic::Code::DeadlineExceeded {
+                tracing::error!("audit did not answer in time; refusing the request");
+                return ApiError::from(s);
+            }
             tracing::error!(code = ?s.code(), "audit failed; refusing the request");
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -324,6 +336,9 @@ impl AuditNeed {
 /// entry opens a new stream, on whichever audit replica is healthy.
 pub struct AuditStream {
     client: AuditClient<Channel>,
+    /// How long an entry may wait for its answer: the channel's per-call
+    /// deadline (`default_max_request_duration`).
+    deadline: std::time::Duration,
     conn: tokio::sync::Mutex<Option<StreamConn>>,
     next_id: std::sync::atomic::AtomicU64,
 }
@@ -341,13 +356,11 @@ struct StreamConn {
     alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// How long an entry may wait for its answer before the request is refused.
-const STREAM_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 impl AuditStream {
-    pub fn new(client: AuditClient<Channel>) -> Self {
+    pub fn new(client: AuditClient<Channel>, deadline: std::time::Duration) -> Self {
         AuditStream {
             client,
+            deadline,
             conn: tokio::sync::Mutex::new(None),
             next_id: std::sync::atomic::AtomicU64::new(1),
         }
@@ -382,7 +395,7 @@ impl AuditStream {
             if conn.tx.send(msg).await.is_err() {
                 return Err(tonic::Status::unavailable("audit stream closed"));
             }
-            match tokio::time::timeout(STREAM_ANSWER_WAIT, answer).await {
+            match tokio::time::timeout(self.deadline, answer).await {
                 Ok(Ok(a)) if a.code == 0 => Ok(a.recorded),
                 Ok(Ok(a)) => Err(tonic::Status::new(tonic::Code::from(a.code), a.message)),
                 Ok(Err(_)) => Err(tonic::Status::unavailable("audit stream closed")),

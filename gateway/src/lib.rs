@@ -54,6 +54,10 @@ use crate::error::ApiError;
 use crate::request::Operation;
 use bulwark_proto::policy::v1::Operation as PolicyOp;
 
+/// Unseal keys are decoded here, before they reach the seal service.
+/// Public for the fuzz targets.
+pub use sys::lifecycle::decode_unseal_key;
+
 /// The version reported to clients: the Vault API level served, plus ours.
 pub const VERSION: &str = concat!("1.16.0+bulwark.", env!("CARGO_PKG_VERSION"));
 pub const BUILD_DATE: &str = "2026-11-24T00:00:00Z";
@@ -148,6 +152,7 @@ impl Gateway {
         let policy = PolicyClient::new(up.policy);
         let acl = AclCache::new();
         acl.spawn_watchers(auth_replicas, policy_replicas);
+        let audit_deadline = bulwark_shared::grpc::deadline(&up.audit);
         let audit = AuditClient::new(up.audit)
             .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE);
         let audit_need = audit::AuditNeed::spawn(audit.clone());
@@ -160,7 +165,7 @@ impl Gateway {
                 kv: KvClient::new(up.kv)
                     .max_decoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE)
                     .max_encoding_message_size(bulwark_shared::grpc::MAX_BODY_MESSAGE),
-                audit_stream: audit::AuditStream::new(audit.clone()),
+                audit_stream: audit::AuditStream::new(audit.clone(), audit_deadline),
                 audit,
                 audit_need,
                 acl,
@@ -215,7 +220,9 @@ impl Gateway {
     /// Serves the web UI at `/ui` (the config's `ui = true`; always in dev
     /// mode). Off by default: an API-only deployment exposes no HTML.
     pub fn enable_ui(&self, on: bool) {
-        self.inner.ui.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .ui
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn ui_enabled(&self) -> bool {
@@ -472,12 +479,9 @@ async fn common_headers(mut resp: Response) -> Response {
 
 async fn handle_v1(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path()
-        .strip_prefix("/v1/")
-        .unwrap_or_default()
-        .to_string();
+    let Some(path) = decode_path(parts.uri.path().strip_prefix("/v1/").unwrap_or_default()) else {
+        return ApiError::bad_request("invalid path: escapes that are not UTF-8").into_response();
+    };
     // Admitted before the body is read: overload costs no memory.
     let _permit = match quotas::overload_exempt(&path) {
         true => None,
@@ -521,7 +525,9 @@ async fn handle_v1(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     resp
 }
 
-fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
+/// Decodes a query string into its `key=value` pairs (`+` and `%XX`
+/// decoded; invalid UTF-8 replaced). Public for the fuzz targets.
+pub fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -532,6 +538,18 @@ fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
 }
 
 fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s, true)).into_owned()
+}
+
+/// A request path with its `%XX` escapes decoded, as Vault (Go's
+/// `URL.Path`) sees it: `a%20b` is the key `a b`. `+` stays `+`. `None`
+/// when the result is not UTF-8. `.`/`..` segments are refused afterwards,
+/// on the decoded path, so `%2e%2e` cannot climb.
+pub fn decode_path(raw: &str) -> Option<String> {
+    String::from_utf8(percent_decode_bytes(raw, false)).ok()
+}
+
+fn percent_decode_bytes(s: &str, plus_is_space: bool) -> Vec<u8> {
     fn hex_val(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }
@@ -540,7 +558,7 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
@@ -552,7 +570,7 @@ fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Routes one request: the unauthenticated lifecycle endpoints first; then,
@@ -885,6 +903,30 @@ fn legacy_lease_route(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_paths_are_percent_decoded_as_vault_does() {
+        assert_eq!(
+            decode_path("secret/data/a%20b").as_deref(),
+            Some("secret/data/a b")
+        );
+        assert_eq!(
+            decode_path("pki/cert/17%3A2a").as_deref(),
+            Some("pki/cert/17:2a")
+        );
+        assert_eq!(decode_path("kv/a+b").as_deref(), Some("kv/a+b"));
+        assert_eq!(decode_path("kv/%2e%2e/x").as_deref(), Some("kv/../x"));
+        assert_eq!(decode_path("kv/100%").as_deref(), Some("kv/100%"));
+        assert_eq!(decode_path("kv/%zz").as_deref(), Some("kv/%zz"));
+        assert_eq!(decode_path("kv/%ff%fe"), None);
+        assert_eq!(
+            url_decode_pairs("a=b+c&d=%41"),
+            vec![
+                ("a".to_string(), "b c".to_string()),
+                ("d".to_string(), "A".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn legacy_lease_routes() {

@@ -235,6 +235,9 @@ pub fn normalize(path: &str) -> Result<String, ApiError> {
 struct Cached {
     entries: Vec<MountEntry>,
     at: Instant,
+    /// Changed (here or by another replica) or maybe missed (bus resync):
+    /// read again, keeping this copy only as a fallback.
+    expired: bool,
 }
 
 /// One mount table of one gateway.
@@ -264,9 +267,18 @@ impl MountTable {
         self
     }
 
-    /// Drops the cache (on seal).
+    /// Expires the cache (a change announced by another replica, or
+    /// notices maybe missed): the next use reads the table again, and the
+    /// copy serves only when storage cannot be read.
     pub fn forget(&self) {
-        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(c) = self
+            .cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            c.expired = true;
+        }
     }
 
     async fn stored(&self) -> Result<(Vec<MountEntry>, Option<Vec<u8>>), ApiError> {
@@ -296,38 +308,59 @@ impl MountTable {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|c| (c.entries.clone(), c.at.elapsed() < REFRESH));
-        let (mut entries, _) = match cached {
-            None => self.stored().await?,
-            Some((entries, true)) => return Ok(entries),
-            // A refresh (it only catches a lost bus notice): with storage
-            // slow or down, the cached table keeps routing for another
-            // REFRESH rather than every request waiting for storage.
-            Some((entries, false)) => {
-                match tokio::time::timeout(STALE_READ_WAIT, self.stored()).await {
-                    Ok(Ok(stored)) => stored,
-                    Ok(Err(_)) | Err(_) => {
-                        tracing::warn!(
-                            "mount table not refreshed (storage unavailable): cached copy kept"
-                        );
-                        if let Some(c) = self
-                            .cache
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .as_mut()
-                        {
-                            c.at = Instant::now();
-                        }
-                        return Ok(entries);
-                    }
-                }
-            }
+            .map(|c| (c.entries.clone(), c.expired, c.at.elapsed() < REFRESH));
+        let read = match cached {
+            None => return self.load().await,
+            Some((entries, false, true)) => return Ok(entries),
+            // Changed elsewhere: wait for the table as it is now.
+            Some((entries, true, _)) => (entries, self.load().await),
+            // The periodic refresh (it only catches a lost bus notice):
+            // storage slow or down costs a short wait, not the pool's
+            // acquire timeout on every request.
+            Some((entries, false, false)) => (
+                entries,
+                tokio::time::timeout(STALE_READ_WAIT, self.load())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ApiError::new(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "storage did not answer",
+                        ))
+                    }),
+            ),
         };
+        match read {
+            (_, Ok(entries)) => Ok(entries),
+            // Storage unavailable: the table known so far keeps routing for
+            // another REFRESH (it changes only through storage).
+            (entries, Err(e)) => {
+                tracing::warn!(
+                    status = e.status.as_u16(),
+                    "mount table not refreshed (storage unavailable): cached copy kept"
+                );
+                if let Some(c) = self
+                    .cache
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    c.at = Instant::now();
+                    c.expired = false;
+                }
+                Ok(entries)
+            }
+        }
+    }
+
+    /// Reads the table from storage into the cache.
+    async fn load(&self) -> Result<Vec<MountEntry>, ApiError> {
+        let (mut entries, _) = self.stored().await?;
         entries.extend(self.table.builtins());
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         *self.cache.write().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
             entries: entries.clone(),
             at: Instant::now(),
+            expired: false,
         });
         Ok(entries)
     }
@@ -365,7 +398,8 @@ impl MountTable {
             }
             .map_err(tonic::Status::from)?;
             if written {
-                self.forget();
+                // Changed here: never route by the old table again.
+                *self.cache.write().unwrap_or_else(|e| e.into_inner()) = None;
                 if let Some(bus) = &self.bus {
                     if let Err(e) = bus.publish(MOUNTS_TOPIC, self.table.record()).await {
                         tracing::warn!(error = %e, "could not tell other gateways of a mount change");

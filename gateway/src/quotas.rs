@@ -635,6 +635,7 @@ impl Quotas {
                     .as_mut()
                 {
                     c.at = Instant::now();
+                    c.forgotten = false;
                 }
                 self.stale()
             }

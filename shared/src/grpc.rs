@@ -136,7 +136,7 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// The deadline of each call on a channel made by [`connect`] or
 /// [`connect_replicas`]: Vault's default maximum request duration.
-pub const DEFAULT_RPC_DEADLINE: Duration = Duration::from_secs(90);
+pub const DEFAULT_RPC_DEADLINE: Duration = crate::config::DEFAULT_MAX_REQUEST_DURATION;
 
 /// A lazily connected channel from `identity` to the service `target` at `addr`
 /// (`host:port`). The server must present a certificate naming `target`.
@@ -206,6 +206,12 @@ pub struct Replicas {
     healthy: Arc<[AtomicBool]>,
     /// The longest a call may wait for its answer to begin.
     deadline: Duration,
+}
+
+/// The deadline of each call on `ch` (for streams that carry many calls'
+/// worth of messages, which must wait no longer for each answer).
+pub fn deadline(ch: &Channel) -> Duration {
+    ch.get_ref().deadline
 }
 
 /// One channel per replica of `ch`'s service, for what must reach every

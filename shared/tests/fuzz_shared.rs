@@ -209,7 +209,7 @@ fn check_config(text: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(cfg(256))]
+    #![proptest_config(cfg(1024))]
 
     #[test]
     fn config_survives_mutations(
@@ -283,7 +283,7 @@ fn regression_config_deep_nesting_is_refused_at_its_line() {
 const EXACT_SECS: u64 = 1 << 53;
 
 proptest! {
-    #![proptest_config(cfg(2048))]
+    #![proptest_config(cfg(4096))]
 
     #[test]
     fn ttl_format_round_trips(secs in prop_oneof![0..100_000u64, 0..EXACT_SECS]) {

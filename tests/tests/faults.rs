@@ -142,8 +142,9 @@ impl Client {
         .await
     }
 
-    /// Retries `f` until it answers `code`; panics with the last answer
-    /// after `within`.
+    /// Sends `body` to `path` (PUT; GET without a body) until it answers
+    /// `code` (services converge after a start); panics with the last
+    /// answer after `within`.
     async fn until(
         &self,
         what: &str,
@@ -815,6 +816,9 @@ async fn sealed_with_requests_in_flight() {
     let (root_token, loader, key) = prepare(&c.http, false).await;
     let key = key.expect("an unseal key");
     let root = Client::new(&c.http, &root_token);
+    // Every request then passes the audit service too, which learns of the
+    // seal on its own stream.
+    enable_audit(&root, &c.dir.path().join("audit.log")).await;
     let anon = Client::new(&c.http, "");
     let client = Client::new(&c.http, &loader);
     let probe = Client::new(&c.http, &loader);
@@ -917,6 +921,11 @@ async fn stopped_service_answers_within_the_deadline() {
     // Meanwhile a route that does not need kv answers at once.
     let other = client.get("auth/token/lookup-self").await;
     assert_eq!(other.status, 200, "lookup-self: {}", other.body);
+    assert!(
+        other.took < DEADLINE,
+        "lookup-self queued behind the stopped service: {:?}",
+        other.took
+    );
     let mut answers = Vec::new();
     for t in tasks {
         answers.push(t.await.expect("burst task"));

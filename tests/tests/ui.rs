@@ -265,22 +265,24 @@ async fn fill(c: &Client, css: &str, text: &str) {
     .await;
 }
 
+/// Picks the option `value` of the `<select>` at `css` (waiting for that
+/// option: a list filled by a re-render).
 async fn select(c: &Client, css: &str, value: &str) {
-    on_element(c, Locator::Css(css), |e| async move {
-        e.select_by_value(value).await
-    })
-    .await;
+    click(c, Locator::Css(&format!("{css} option[value='{value}']"))).await;
+    let chosen = find(c, Locator::Css(css)).await.prop("value").await;
+    assert_eq!(chosen.ok().flatten().as_deref(), Some(value), "{css}");
 }
 
 async fn heading(c: &Client, text: &str) {
     wait_text(c, "main h1", text).await;
 }
 
+/// Signs in from the keyboard: the token typed, Enter submits.
 async fn sign_in_with_token(c: &Client, base: &str, token: &str) {
     c.goto(&format!("{base}/ui/")).await.expect("open the UI");
     heading(c, "Sign in to Bulwark").await;
-    fill(c, "#login-token", token).await;
-    click_button(c, "Sign in").await;
+    let enter = char::from(fantoccini::key::Key::Enter).to_string();
+    fill(c, "#login-token", &format!("{token}{enter}")).await;
     heading(c, "Secrets engines").await;
 }
 
@@ -791,6 +793,37 @@ async fn ui_walkthrough_in_chromium() {
         .await
         .expect("href");
     assert_eq!(crl.as_deref(), Some("/v1/pki/crl/pem"));
+
+    // --- kv v1 and transit engines, enabled and used in the UI.
+    click_link(&c, "Secrets").await;
+    heading(&c, "Secrets engines").await;
+    select(&c, "#engine-type", "kv1").await;
+    fill(&c, "#engine-path", "legacy").await;
+    click_button(&c, "Enable engine").await;
+    wait_text(&c, "#flash", "Enabled kv v1 at legacy/").await;
+    select(&c, "#engine-type", "transit").await;
+    fill(&c, "#engine-path", "transit").await;
+    click_button(&c, "Enable engine").await;
+    wait_text(&c, "#flash", "Enabled transit at transit/").await;
+    click_link(&c, "legacy/").await;
+    heading(&c, "legacy/").await;
+    click_link(&c, "Create secret").await;
+    fill(&c, "#kv-path", "app/config").await;
+    fill(&c, ".kv-row input.kv-key", "api_key").await;
+    fill(&c, ".kv-row input.kv-value", "k-123").await;
+    click_button(&c, "Save secret").await;
+    heading(&c, "app/config").await;
+    let r = api.get("legacy/app/config").await;
+    assert_eq!(r.body["data"], json!({"api_key": "k-123"}));
+    click_link(&c, "Secrets").await;
+    click_link(&c, "transit/").await;
+    heading(&c, "transit/ (transit)").await;
+    fill(&c, "#transit-name", "orders").await;
+    select(&c, "#transit-type", "ed25519").await;
+    click_button(&c, "Create key").await;
+    wait_text(&c, "main table", "orders").await;
+    let k = api.get("transit/keys/orders").await;
+    assert_eq!(k.body["data"]["type"], "ed25519");
 
     // --- A narrow screen: nothing wider than the window.
     c.set_window_size(390, 844).await.expect("narrow window");

@@ -130,8 +130,22 @@ pub async fn run(c: &Client, cmd: PolicyCommand) -> CmdResult {
 fn fmt(file: &str) -> CmdResult {
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::Usage(format!("Error opening policy file: {file}: {e}")))?;
-    let body =
-        hcl::parse(&text).map_err(|e| CliError::Usage(format!("Error parsing policy: {e}")))?;
+    // Deep nesting overflows hcl's recursive parser, and its error `Display`
+    // panics past column 65535: check first, format the parts (issue 13).
+    bulwark_shared::hcl_depth::check(&text)
+        .map_err(|e| CliError::Usage(format!("Error parsing policy: {e}")))?;
+    let body = hcl::parse(&text).map_err(|e| {
+        let why = match e {
+            hcl::Error::Parse(p) => format!(
+                "line {}, column {}: {}",
+                p.location().line(),
+                p.location().column(),
+                p.message()
+            ),
+            other => other.to_string(),
+        };
+        CliError::Usage(format!("Error parsing policy: {why}"))
+    })?;
     let mut out = hcl::format::to_string(&body)
         .map_err(|e| CliError::Usage(format!("Error formatting policy: {e}")))?;
     if !out.ends_with('\n') {

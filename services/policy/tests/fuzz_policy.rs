@@ -698,7 +698,7 @@ fn check_parse(text: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(cfg(256))]
+    #![proptest_config(cfg(2048))]
 
     #[test]
     fn parser_survives_arbitrary_text(text in any::<String>()) {
@@ -788,7 +788,7 @@ fn nested(depth: usize, kind: u8) -> String {
 }
 
 proptest! {
-    #![proptest_config(cfg(48))]
+    #![proptest_config(cfg(256))]
 
     #[test]
     fn parser_survives_deep_nesting(depth in 1..20_000usize, kind in any::<u8>()) {
@@ -810,7 +810,7 @@ proptest! {
 // ---------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(cfg(256))]
+    #![proptest_config(cfg(2048))]
 
     #[test]
     fn acl_matches_the_reference(
