@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, Method};
 use base64::Engine as _;
 use bulwark_gateway::request::{self, client_token, json_object, operation, Fields, Operation};
-use bulwark_gateway::{decode_unseal_key, url_decode_pairs};
+use bulwark_gateway::{decode_path, decode_unseal_key, url_decode_pairs};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value};
@@ -264,6 +264,35 @@ proptest! {
         prop_assert_eq!(url_decode_pairs(&q.join("&")), pairs);
     }
 
+    /// Request paths: escapes decode to exactly what was encoded (`/`
+    /// included); `+` is not a space in a path.
+    #[test]
+    fn decode_path_round_trips(path in any::<String>()) {
+        let encoded: String = path
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~/+".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        prop_assert_eq!(decode_path(&encoded), Some(path));
+    }
+
+    #[test]
+    fn decode_path_survives_garbage(raw in prop_oneof![
+        any::<String>(),
+        "([a-z/.+]|%[0-9a-fA-FzZ]{0,2}|%[89a-fA-F][0-9a-fA-F]|%2[eEfF]|%00){0,40}",
+    ]) {
+        match decode_path(&raw) {
+            Some(p) => prop_assert!(p.len() <= raw.len()),
+            // Only escapes can make a `str` invalid UTF-8.
+            None => prop_assert!(raw.contains('%')),
+        }
+    }
+
     #[test]
     fn decode_query_survives_garbage(q in prop_oneof![
         any::<String>(),
@@ -460,7 +489,7 @@ fn exchange(raw: &[u8]) -> Result<Option<(u16, Vec<u8>)>, TestCaseError> {
 }
 
 /// Path segments, hostile ones included.
-const SEGMENTS: [&str; 20] = [
+const SEGMENTS: [&str; 24] = [
     "sys",
     "seal-status",
     "unseal",
@@ -481,6 +510,10 @@ const SEGMENTS: [&str; 20] = [
     "%C3%A9",
     "%FF",
     "*",
+    "%2e",
+    "%2E.",
+    "..%2F..",
+    "%252e",
 ];
 
 fn raw_path() -> impl Strategy<Value = Vec<u8>> {
@@ -518,13 +551,19 @@ fn check_answer(path: &[u8], status: u16, body: &[u8]) -> Result<(), TestCaseErr
         prop_assert!(v["errors"].is_array(), "{}: {}", status, v);
     }
     let p = String::from_utf8_lossy(path);
-    // The path as the server sees it: no query, no fragment.
-    let below = p
+    // The path as the server sees it: no query, no fragment, escapes
+    // decoded (so `%2e%2e` is `..`).
+    let raw = p
         .split(['?', '#'])
         .next()
         .unwrap_or("")
         .strip_prefix("/v1/")
         .unwrap_or("");
+    let Some(below) = decode_path(raw) else {
+        // Escapes that are not UTF-8: refused (by hyper or the gateway).
+        prop_assert!(matches!(status, 400 | 414), "{} on {:?}", status, p);
+        return Ok(());
+    };
     if below.split('/').any(|s| s == "." || s == "..") {
         // hyper may refuse the request line first (400, or 414 past 64 KiB
         // of URI); the gateway: 404.
@@ -603,5 +642,28 @@ fn http_deep_json_is_a_400() {
                 .is_some_and(|m| m.contains("recursion limit")),
             "{v}"
         );
+    }
+}
+
+/// A disagreement with Vault, kept as a failing test until it is decided
+/// (run with `--ignored`). Found by the huge-number bodies: serde_json reads
+/// an integer beyond `i64`/`u64` as an `f64`, so
+/// `{"data":{"big":123456789012345678901234567890}}` written to KV reads
+/// back as `1.2345678901234568e+29` (checked against `bulwark server
+/// -dev`). Vault decodes request bodies with `UseNumber` and gives the
+/// number back as written. A fix is serde_json's `arbitrary_precision`
+/// feature (workspace-wide: every untagged or flattened serde type that
+/// meets a number needs checking first), so it is listed, not made here.
+#[test]
+#[ignore = "big integers lose precision, Vault keeps them; see the doc comment"]
+fn big_integers_in_bodies_keep_their_digits() {
+    for literal in [
+        "123456789012345678901234567890",
+        "18446744073709551616",
+        "-9223372036854775809",
+    ] {
+        let body = format!("{{\"a\":{literal}}}");
+        let map = json_object(body.as_bytes()).expect("an object");
+        assert_eq!(map["a"].to_string(), literal);
     }
 }
