@@ -158,6 +158,83 @@ impl SegmentRule {
     }
 }
 
+/// The `+` rules indexed by their parts, all but the last: a lookup walks
+/// the path's segments (a literal child, and the `+` child for a non-empty
+/// segment), so it meets only the rules whose leading parts fit, however
+/// many policies the set holds; [`SegmentRule::matches`] then decides.
+#[derive(Debug, Default)]
+struct SegmentIndex {
+    nodes: Vec<SegmentNode>,
+}
+
+#[derive(Debug, Default)]
+struct SegmentNode {
+    literal: HashMap<String, usize>,
+    plus: Option<usize>,
+    /// Rules whose leading parts end here.
+    rules: Vec<usize>,
+}
+
+impl SegmentIndex {
+    fn new(rules: &[SegmentRule]) -> Self {
+        let mut index = SegmentIndex {
+            nodes: vec![SegmentNode::default()],
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let lead = &rule.parts[..rule.parts.len().saturating_sub(1)];
+            let mut node = 0;
+            for part in lead {
+                let next = if part == "+" {
+                    index.nodes[node].plus
+                } else {
+                    index.nodes[node].literal.get(part).copied()
+                };
+                node = match next {
+                    Some(n) => n,
+                    None => {
+                        let n = index.nodes.len();
+                        index.nodes.push(SegmentNode::default());
+                        if part == "+" {
+                            index.nodes[node].plus = Some(n);
+                        } else {
+                            index.nodes[node].literal.insert(part.clone(), n);
+                        }
+                        n
+                    }
+                };
+            }
+            index.nodes[node].rules.push(i);
+        }
+        index
+    }
+
+    /// The rules whose leading parts fit `parts` (a superset of the
+    /// matching ones).
+    fn candidates(&self, parts: &[&str]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut frontier = vec![0usize];
+        for part in parts {
+            let mut next = Vec::new();
+            for &n in &frontier {
+                let node = &self.nodes[n];
+                out.extend_from_slice(&node.rules);
+                next.extend(node.literal.get(*part).copied());
+                if !part.is_empty() {
+                    next.extend(node.plus);
+                }
+            }
+            if next.is_empty() {
+                return out;
+            }
+            frontier = next;
+        }
+        for &n in &frontier {
+            out.extend_from_slice(&self.nodes[n].rules);
+        }
+        out
+    }
+}
+
 /// Priority of a non-exact candidate: the greatest wins. Field order is
 /// Vault's tie-break order (a) to (e).
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -249,6 +326,7 @@ pub struct Acl {
     exact: HashMap<String, Permissions>,
     globs: PrefixTree<Permissions>,
     segments: Vec<SegmentRule>,
+    segment_index: SegmentIndex,
     /// Every non-exact pattern's fixed part (up to its first `+` or `*`) with
     /// the pattern's merged capabilities, for [`Acl::has_access_under`].
     wildcard_prefixes: Vec<(String, CapabilitySet)>,
@@ -263,6 +341,7 @@ impl Acl {
             exact: HashMap::new(),
             globs: PrefixTree::new(),
             segments: Vec::new(),
+            segment_index: SegmentIndex::default(),
             wildcard_prefixes: Vec::new(),
         };
         let mut wildcards: HashMap<String, Permissions> = HashMap::new();
@@ -303,6 +382,7 @@ impl Acl {
             .into_iter()
             .map(|(pattern, perms)| SegmentRule::new(pattern, perms))
             .collect();
+        acl.segment_index = SegmentIndex::new(&acl.segments);
         acl
     }
 
@@ -409,7 +489,9 @@ impl Acl {
             return best.map(|(_, p)| p);
         }
         let parts: Vec<&str> = path.split('/').collect();
-        for rule in self.segments.iter().filter(|r| r.matches(&parts)) {
+        let candidates = self.segment_index.candidates(&parts);
+        let rules = candidates.iter().filter_map(|&i| self.segments.get(i));
+        for rule in rules.filter(|r| r.matches(&parts)) {
             let prio = rule.priority();
             if best.as_ref().is_none_or(|(b, _)| prio > *b) {
                 best = Some((prio, &rule.perms));
