@@ -453,14 +453,7 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_string();
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = %method,
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-        );
+        let span = client_span(&method);
         inject(&span, req.headers_mut());
         if let Some(id) = current_request_id() {
             if let Ok(v) = http::HeaderValue::from_str(&id) {
@@ -486,6 +479,31 @@ where
     }
 }
 
+/// The client span of one call (or streamed message) to `method`.
+fn client_span(method: &str) -> tracing::Span {
+    tracing::info_span!(
+        "grpc.client",
+        otel.name = %method,
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+    )
+}
+
+/// The server span of one call (or streamed message) to `method`.
+fn server_span(method: &str, request_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "grpc.server",
+        otel.name = %method,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        request_id = request_id,
+    )
+}
+
 // ---------------------------------------------------------------------------
 // Messages on a long-lived stream: each is traced like a call of its own.
 
@@ -493,13 +511,7 @@ where
 /// unary call `method`, and the message's trace context (`traceparent`) and
 /// request id to send with it.
 pub fn stream_message_client(method: &str) -> (tracing::Span, String, String) {
-    let span = tracing::info_span!(
-        "grpc.client",
-        otel.name = %method,
-        otel.kind = "client",
-        rpc.system = "grpc",
-        rpc.method = %method,
-    );
+    let span = client_span(method);
     let traceparent = traceparent(&span).unwrap_or_default();
     let request_id = current_request_id()
         .map(|id| id.to_string())
@@ -515,14 +527,7 @@ pub async fn stream_message_server<F: Future>(
     request_id: &str,
     fut: F,
 ) -> F::Output {
-    let span = tracing::info_span!(
-        "grpc.server",
-        otel.name = %method,
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.method = %method,
-        request_id = request_id,
-    );
+    let span = server_span(method, request_id);
     if let Ok(v) = http::HeaderValue::from_str(traceparent) {
         let mut h = http::HeaderMap::new();
         h.insert("traceparent", v);
@@ -580,15 +585,7 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|v| valid_request_id(v))
             .map(Arc::from);
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %method,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            request_id = request_id.as_deref().unwrap_or(""),
-        );
+        let span = server_span(&method, request_id.as_deref().unwrap_or(""));
         let _ = span.set_parent(extract(req.headers()));
         let start = Instant::now();
         let fut = {

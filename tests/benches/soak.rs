@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use bulwark_e2e::{load, Api, Proc};
+use bulwark_e2e::{load, Api};
 use serde_json::json;
 
 /// One reading of the server process.
@@ -65,18 +65,8 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Proc::start(
-        dir.path(),
-        "dev",
-        &[
-            "server",
-            "-dev",
-            "-dev-root-token-id=root",
-            "-dev-listen-address=127.0.0.1:0",
-        ],
-    );
+    let (server, addr) = bulwark_e2e::dev_server(dir.path(), &[]);
     let pid = server.pid();
-    let addr = server.field("Api Address:").expect("api address");
     let audit = dir.path().join("audit.log");
     rt.block_on(async {
         let root = Api::new(&addr).with_token("root");

@@ -13,7 +13,7 @@
 //! Knobs: `BENCH_SECS` (default 5 per run), `BENCH_CLIENTS` (default 16).
 
 use bulwark_e2e::otlp::{grpc_collector, Collector};
-use bulwark_e2e::{load, Api, Proc};
+use bulwark_e2e::{load, Api};
 use serde_json::json;
 
 fn main() {
@@ -45,18 +45,7 @@ fn main() {
             env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), endpoint.clone()));
             env.push(("OTEL_TRACES_SAMPLER_ARG".to_string(), r.to_string()));
         }
-        let server = Proc::start_env(
-            dir.path(),
-            "dev",
-            &[
-                "server",
-                "-dev",
-                "-dev-root-token-id=root",
-                "-dev-listen-address=127.0.0.1:0",
-            ],
-            &env,
-        );
-        let addr = server.field("Api Address:").expect("api address");
+        let (server, addr) = bulwark_e2e::dev_server(dir.path(), &env);
         let audit = dir.path().join("audit.log");
         collector.clear();
         rt.block_on(async {

@@ -10,28 +10,15 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use bulwark_e2e::{load, Api, Proc};
+use bulwark_e2e::{load, Api};
 use serde_json::{json, Value};
 
 const BATCH: usize = 100;
 
 fn main() {
-    let secs = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let secs = bulwark_e2e::bench_secs();
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Proc::start(
-        dir.path(),
-        "dev",
-        &[
-            "server",
-            "-dev",
-            "-dev-root-token-id=root",
-            "-dev-listen-address=127.0.0.1:0",
-        ],
-    );
-    let addr = server.field("Api Address:").expect("api address");
+    let (server, addr) = bulwark_e2e::dev_server(dir.path(), &[]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

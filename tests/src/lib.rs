@@ -176,6 +176,32 @@ impl Drop for Proc {
     }
 }
 
+/// `bulwark server -dev` with the root token `root` on a free port, its
+/// files in `dir`: the process and its API address (benchmarks).
+pub fn dev_server(dir: &Path, env: &[(String, String)]) -> (Proc, String) {
+    let server = Proc::start_env(
+        dir,
+        "dev",
+        &[
+            "server",
+            "-dev",
+            "-dev-root-token-id=root",
+            "-dev-listen-address=127.0.0.1:0",
+        ],
+        env,
+    );
+    let addr = server.field("Api Address:").expect("api address");
+    (server, addr)
+}
+
+/// `BENCH_SECS` (default 5): the length of each benchmark run.
+pub fn bench_secs() -> u64 {
+    std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
 /// Where a cluster keeps its data.
 #[derive(Clone)]
 pub enum Store {

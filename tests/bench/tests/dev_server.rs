@@ -22,17 +22,7 @@ struct Dev {
 
 fn dev() -> Dev {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Proc::start(
-        dir.path(),
-        "dev",
-        &[
-            "server",
-            "-dev",
-            "-dev-root-token-id=root",
-            "-dev-listen-address=127.0.0.1:0",
-        ],
-    );
-    let addr = server.field("Api Address:").expect("Api Address line");
+    let (server, addr) = bulwark_e2e::dev_server(dir.path(), &[]);
     Dev {
         addr,
         _server: server,
