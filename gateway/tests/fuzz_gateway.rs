@@ -644,26 +644,3 @@ fn http_deep_json_is_a_400() {
         );
     }
 }
-
-/// A disagreement with Vault, kept as a failing test until it is decided
-/// (run with `--ignored`). Found by the huge-number bodies: serde_json reads
-/// an integer beyond `i64`/`u64` as an `f64`, so
-/// `{"data":{"big":123456789012345678901234567890}}` written to KV reads
-/// back as `1.2345678901234568e+29` (checked against `bulwark server
-/// -dev`). Vault decodes request bodies with `UseNumber` and gives the
-/// number back as written. A fix is serde_json's `arbitrary_precision`
-/// feature (workspace-wide: every untagged or flattened serde type that
-/// meets a number needs checking first), so it is listed, not made here.
-#[test]
-#[ignore = "big integers lose precision, Vault keeps them; see the doc comment"]
-fn big_integers_in_bodies_keep_their_digits() {
-    for literal in [
-        "123456789012345678901234567890",
-        "18446744073709551616",
-        "-9223372036854775809",
-    ] {
-        let body = format!("{{\"a\":{literal}}}");
-        let map = json_object(body.as_bytes()).expect("an object");
-        assert_eq!(map["a"].to_string(), literal);
-    }
-}

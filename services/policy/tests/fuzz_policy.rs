@@ -940,30 +940,32 @@ fn regression_exact_rule_on_the_mount_path_reaches_the_mount() {
     assert!(acl.has_access_under("a/"));
 }
 
-/// A disagreement with Vault, kept as a failing test until it is decided
-/// (run with `--ignored`). Since VAULT-3825 (hashicorp/vault#23874; 1.13.10,
-/// 1.14.6, 1.15.2) Vault resolves a LIST on a path ending in `/` against the
-/// non-exact rules on the path *without* the slash first, so
-/// `+/sys/policies/acl` or `secret/metadata/+` grant LIST on
-/// `ns/sys/policies/acl/` and `secret/metadata/foo/` (the gateway, like
-/// Vault, adds the slash to every LIST). Bulwark, as /work/shared/vault-api.md
-/// specifies, strips the slash only for exact rules. Changing it moves which
-/// rule wins for LIST and `sys/capabilities` both ways (a `+` rule can then
-/// beat a longer glob's `deny`), so it is listed, not fixed here.
+/// Where Bulwark knowingly differs from Vault 1.15.2+ (VAULT-3825,
+/// hashicorp/vault#23874), which resolves a LIST on a path ending in `/`
+/// against the non-exact rules on the path *without* the slash first, so
+/// that `+/sys/policies/acl` or `secret/metadata/+` grant LIST on
+/// `ns/sys/policies/acl/` and `secret/metadata/foo/`. Bulwark follows
+/// /work/shared/vault-api.md: the slash is stripped only for exact rules.
+/// Changing it moves which rule wins for LIST and `sys/capabilities` both
+/// ways, so this test pins the specified behaviour until that is decided.
 #[test]
-#[ignore = "Vault 1.15.2+ (VAULT-3825) and Bulwark disagree; see the doc comment"]
-fn vault_3825_list_with_trailing_slash_tries_wildcards_without_it() {
+fn list_with_trailing_slash_uses_wildcards_only_as_specified() {
     let acl = acl_from(&[(
         "p0",
         "path \"+/sys/policies/acl\" { capabilities = [\"list\"] }\n\
          path \"secret/metadata/+\" { capabilities = [\"list\"] }\n",
     )]);
     assert!(
-        acl.authorize("ns/sys/policies/acl/", Operation::List, false)
+        !acl.authorize("ns/sys/policies/acl/", Operation::List, false)
             .allowed
     );
     assert!(
-        acl.authorize("secret/metadata/foo/", Operation::List, false)
+        !acl.authorize("secret/metadata/foo/", Operation::List, false)
+            .allowed
+    );
+    // Without the trailing slash the same rules do grant it.
+    assert!(
+        acl.authorize("secret/metadata/foo", Operation::List, false)
             .allowed
     );
 }
