@@ -374,6 +374,21 @@ async fn verify(root: &Client, ledger: &Ledger) -> usize {
     readable
 }
 
+/// Prints `acked N, readable N` past the test harness's output capture, so
+/// the counts show in CI's log (`cargo test` hides what passing tests print).
+fn report(ledger: &Ledger, readable: usize) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("faults")
+        .to_string();
+    let line = format!(
+        "{test}: acked {}, readable {readable}\n",
+        ledger.acked.len()
+    );
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}
+
 /// `seal "static"`: a (re)started seal process unseals itself.
 fn static_seal(dir: &Path) -> String {
     let key = dir.join("seal.key");
@@ -558,7 +573,7 @@ async fn kill_each_service_under_load_loses_nothing() {
     ledger.acked.extend(probes_acked);
     ledger.unacked.extend(probes_unacked);
     let readable = verify(&root, &ledger).await;
-    println!("acked {}, readable {readable}", ledger.acked.len());
+    report(&ledger, readable);
     assert_eq!(readable, ledger.acked.len());
     println!("kill test took {:?}", t0.elapsed());
 }
@@ -695,7 +710,7 @@ async fn postgres_restart_under_load_loses_nothing() {
     ledger.acked.extend(extra_acked);
     ledger.unacked.extend(extra_unacked);
     let readable = verify(&root, &ledger).await;
-    println!("acked {}, readable {readable}", ledger.acked.len());
+    report(&ledger, readable);
     assert_eq!(readable, ledger.acked.len());
     println!("postgres test took {:?}", t0.elapsed());
 }
@@ -801,7 +816,7 @@ async fn audit_device_failure_fails_closed_and_recovers() {
     );
     ledger.acked.extend(extra_acked);
     let readable = verify(&root, &ledger).await;
-    println!("acked {}, readable {readable}", ledger.acked.len());
+    report(&ledger, readable);
     assert_eq!(readable, ledger.acked.len());
     println!("audit test took {:?}", t0.elapsed());
 }
@@ -867,7 +882,7 @@ async fn sealed_with_requests_in_flight() {
     ledger.acked.extend(extra_acked);
     ledger.unacked.extend(extra_unacked);
     let readable = verify(&root, &ledger).await;
-    println!("acked {}, readable {readable}", ledger.acked.len());
+    report(&ledger, readable);
     assert_eq!(readable, ledger.acked.len());
     println!("seal test took {:?}", t0.elapsed());
 }
@@ -985,7 +1000,7 @@ async fn stopped_service_answers_within_the_deadline() {
     ledger.unacked.extend(refused);
     ledger.unacked.extend(burst_keys);
     let readable = verify(&root, &ledger).await;
-    println!("acked {}, readable {readable}", ledger.acked.len());
+    report(&ledger, readable);
     assert_eq!(readable, ledger.acked.len());
     println!("deadline test took {:?}", t0.elapsed());
 }
