@@ -89,7 +89,18 @@ fn main() {
             let r = root.put(path, body).await;
             assert!(r.status < 300, "{path}: {:?}", r.body);
         }
-        let tokens_before = gauge(&root, "vault_token_count").await;
+        // The gauge is filled by the auth service's periodic count: wait for
+        // it to count the root token before taking it as the baseline.
+        let counted_by = Instant::now() + Duration::from_secs(30);
+        let mut tokens_before = gauge(&root, "vault_token_count").await;
+        while tokens_before < 1.0 && Instant::now() < counted_by {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokens_before = gauge(&root, "vault_token_count").await;
+        }
+        assert!(
+            tokens_before >= 1.0,
+            "the token gauge never counted the root token"
+        );
         println!(
             "soak: {secs}s, {clients} clients, kv v2 read/write, short-lived tokens, \
              userpass logins (20 s tokens), transit encrypt; one file audit device"
