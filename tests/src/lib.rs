@@ -170,9 +170,54 @@ impl Proc {
     }
 }
 
+/// Every token a test of this binary has sent (long enough not to be a
+/// common word): no process may write one in its output.
+static TOKENS_SENT: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn remember_token(token: &str) {
+    if token.len() >= 16 {
+        TOKENS_SENT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.to_string());
+    }
+}
+
+impl Proc {
+    /// Panics if this process wrote any token a test sent (issue 13: no
+    /// token in logs), outside the `-dev` banner that prints the root token
+    /// on purpose, as Vault's does.
+    fn check_no_token_written(&self) {
+        let tokens = TOKENS_SENT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for file in [&self.stdout, &self.stderr] {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            for line in text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("Root Token:"))
+            {
+                if let Some(t) = tokens.iter().find(|t| line.contains(t.as_str())) {
+                    panic!(
+                        "{} wrote a token ({}…) in {}",
+                        self.name,
+                        &t[..8],
+                        file.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        if !std::thread::panicking() {
+            self.check_no_token_written();
+        }
     }
 }
 
@@ -536,6 +581,7 @@ impl Api {
     }
 
     pub fn with_token(&self, token: &str) -> Api {
+        remember_token(token);
         Api {
             token: Some(token.to_string()),
             ..self.clone()

@@ -432,3 +432,21 @@ async fn a_service_certificate_opens_neither_other_keys_nor_other_data() {
     assert!(SealClient::new(ch).status(StatusRequest {}).await.is_ok());
     assert_nothing_leaked(&c, &[root_token.clone(), OTHER.to_string()]);
 }
+
+/// The harness's own leak check is real: a process whose output carries a
+/// token a test sent fails the test when it is dropped.
+#[test]
+fn a_process_that_writes_a_sent_token_fails_the_test() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = "hvs.HarnessLeakCheck0123456789";
+    let (server, addr) = bulwark_e2e::dev_server(dir.path(), &[]);
+    let _ = Api::new(&addr).with_token(token);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&server.stdout)
+        .and_then(|mut f| writeln!(f, "a careless line with {token} in it"))
+        .expect("append to the server's output");
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(server)));
+    assert!(dropped.is_err(), "the leak went unnoticed");
+}
