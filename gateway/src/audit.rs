@@ -232,19 +232,15 @@ impl Context {
         timing.observe(start.elapsed().as_secs_f64());
         sent.map(|_| ()).map_err(|s| {
             failures.inc();
-            // Sealed under a request in flight: the audit service heard of
-            // the seal before this gateway did. Answer what the gateway
-            // answers a moment later, not an internal error.
-            if s.code() == tonic::Code::Unavailable && s.message() == "Vault is sealed" {
-                return ApiError::sealed();
-            }
-            // Audit did not answer in time: the gateway's 504, as for any
-            // service past its deadline.
-            if s.code() == tonic::Code::DeadlineExceeded {
-                tracing::error!("audit did not answer in time; refusing the request");
+            tracing::error!(code = ?s.code(), "audit failed; refusing the request");
+            // Sealed under a request in flight (the audit service heard of
+            // the seal first) or past the deadline: what the gateway answers
+            // for any service in that state (503, 504). Any other failure
+            // to record is Vault's opaque 500.
+            let sealed = s.code() == tonic::Code::Unavailable && s.message() == "Vault is sealed";
+            if sealed || s.code() == tonic::Code::DeadlineExceeded {
                 return ApiError::from(s);
             }
-            tracing::error!(code = ?s.code(), "audit failed; refusing the request");
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error",

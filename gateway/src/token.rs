@@ -67,10 +67,16 @@ pub fn token_info(e: &TokenEntry) -> Value {
 /// second boundary crossed between the grant and this answer does not show
 /// as `599` for a `10m` token, as Vault never does.
 fn granted_ttl(e: &TokenEntry) -> i64 {
-    if e.expire_time == 0 {
+    granted(e.expire_time, e.creation_time, e.last_renewal_time)
+}
+
+/// Seconds from the issue (or last renewal, when later) to expiry; 0 for
+/// what never expires. Tokens and leases alike.
+pub(crate) fn granted(expire_time: i64, issued: i64, renewed: i64) -> i64 {
+    if expire_time == 0 {
         return 0;
     }
-    (e.expire_time - e.creation_time.max(e.last_renewal_time)).max(0)
+    (expire_time - issued.max(renewed)).max(0)
 }
 
 /// The `auth` block of a create, login or renew answer.

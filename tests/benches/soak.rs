@@ -24,14 +24,7 @@ struct Sample {
 }
 
 fn sample(pid: u32) -> Sample {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
+    let field = |name: &str| bulwark_e2e::proc_status(pid, name).unwrap_or(0);
     Sample {
         rss_kb: field("VmRSS:"),
         threads: field("Threads:"),

@@ -239,6 +239,16 @@ pub fn dev_server(dir: &Path, env: &[(String, String)]) -> (Proc, String) {
     (server, addr)
 }
 
+/// A numeric field of `/proc/<pid>/status` (`VmRSS:`, `VmLck:` in kB,
+/// `Threads:`), if the process and the field exist.
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 /// `BENCH_SECS` (default 5): the length of each benchmark run.
 pub fn bench_secs() -> u64 {
     std::env::var("BENCH_SECS")

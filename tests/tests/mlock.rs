@@ -7,12 +7,7 @@ use bulwark_e2e::{bulwark_bin, free_port, Proc};
 
 /// `VmLck` of a process, in kB.
 fn locked_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmLck:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmLck line")
+    bulwark_e2e::proc_status(pid, "VmLck:").expect("VmLck line")
 }
 
 fn config(dir: &Path, name: &str, extra: &str) -> String {

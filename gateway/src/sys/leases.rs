@@ -25,10 +25,8 @@ fn rfc3339(unix: i64) -> Value {
 /// The `lease_duration` of a grant or renewal: the TTL just granted (from the
 /// issue or last renewal to expiry), not the seconds left a moment later.
 pub fn granted_secs(l: &LeaseInfo) -> u64 {
-    if l.expire_time == 0 {
-        return 0;
-    }
-    u64::try_from(l.expire_time - l.issue_time.max(l.last_renewal)).unwrap_or(0)
+    let secs = crate::token::granted(l.expire_time, l.issue_time, l.last_renewal);
+    u64::try_from(secs).unwrap_or(0)
 }
 
 fn info_json(l: &LeaseInfo) -> Value {
