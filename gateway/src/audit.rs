@@ -216,20 +216,26 @@ impl Context {
     async fn send(
         &self,
         gw: &Gateway,
-        entry: Value,
-        timing: &prometheus::Histogram,
+        entry: Vec<u8>,
+        following: Vec<Vec<u8>>,
+        timings: &[&prometheus::Histogram],
         failures: &prometheus::IntCounter,
     ) -> Result<(), ApiError> {
         let start = std::time::Instant::now();
         let sent = gw
             .audit_stream()
-            .log(LogRequest {
-                entry: serde_json::to_vec(&entry).expect("entry serializes"),
-                non_hmac_request_keys: self.non_hmac_request_keys.clone(),
-                non_hmac_response_keys: self.non_hmac_response_keys.clone(),
-            })
+            .log(
+                LogRequest {
+                    entry,
+                    non_hmac_request_keys: self.non_hmac_request_keys.clone(),
+                    non_hmac_response_keys: self.non_hmac_response_keys.clone(),
+                },
+                following,
+            )
             .await;
-        timing.observe(start.elapsed().as_secs_f64());
+        for timing in timings {
+            timing.observe(start.elapsed().as_secs_f64());
+        }
         sent.map(|_| ()).map_err(|s| {
             failures.inc();
             tracing::error!(code = ?s.code(), "audit failed; refusing the request");
@@ -248,12 +254,23 @@ impl Context {
         })
     }
 
+    /// The request entry, serialized (built when the request arrives).
+    pub fn request_entry(&self, error: &str) -> Vec<u8> {
+        to_bytes(&self.entry("request", None, error))
+    }
+
     /// Records the request (before it is acted on).
     pub async fn log_request(&self, gw: &Gateway, error: &str) -> Result<(), ApiError> {
         let m = bulwark_shared::metrics::metrics();
-        let entry = self.entry("request", None, error);
-        self.send(gw, entry, &m.audit_log_request, &m.audit_request_failure)
-            .await
+        let entry = self.request_entry(error);
+        self.send(
+            gw,
+            entry,
+            Vec::new(),
+            &[&m.audit_log_request],
+            &m.audit_request_failure,
+        )
+        .await
     }
 
     /// Records the response (`body` as the client will get it).
@@ -264,10 +281,43 @@ impl Context {
         error: &str,
     ) -> Result<(), ApiError> {
         let m = bulwark_shared::metrics::metrics();
-        let entry = self.entry("response", Some(self.response_json(body)), error);
-        self.send(gw, entry, &m.audit_log_response, &m.audit_response_failure)
-            .await
+        let entry = to_bytes(&self.entry("response", Some(self.response_json(body)), error));
+        self.send(
+            gw,
+            entry,
+            Vec::new(),
+            &[&m.audit_log_response],
+            &m.audit_response_failure,
+        )
+        .await
     }
+
+    /// Records `request` (from [`Context::request_entry`]) and the response
+    /// together, in one batch: for requests without side effects, served
+    /// before either was recorded. Fail-closed still: nothing reaches the
+    /// client unless both were recorded, and there is nothing to undo.
+    pub async fn log_request_and_response(
+        &self,
+        gw: &Gateway,
+        request: Vec<u8>,
+        body: &Value,
+        error: &str,
+    ) -> Result<(), ApiError> {
+        let m = bulwark_shared::metrics::metrics();
+        let response = to_bytes(&self.entry("response", Some(self.response_json(body)), error));
+        self.send(
+            gw,
+            request,
+            vec![response],
+            &[&m.audit_log_request, &m.audit_log_response],
+            &m.audit_request_failure,
+        )
+        .await
+    }
+}
+
+fn to_bytes(entry: &Value) -> Vec<u8> {
+    serde_json::to_vec(entry).expect("entry serializes")
 }
 
 const UNKNOWN: u8 = 0;
@@ -362,9 +412,13 @@ impl AuditStream {
         }
     }
 
-    /// Records `entry`; `Err` when it was not recorded (the request must be
-    /// refused).
-    pub async fn log(&self, entry: LogRequest) -> Result<u32, tonic::Status> {
+    /// Records `entry`, then `following` in the same batch; `Err` when they
+    /// were not recorded (the request must be refused).
+    pub async fn log(
+        &self,
+        entry: LogRequest,
+        following: Vec<Vec<u8>>,
+    ) -> Result<u32, tonic::Status> {
         use std::sync::atomic::Ordering;
         let conn = self.connection().await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -386,6 +440,7 @@ impl AuditStream {
             entry: Some(entry),
             traceparent,
             request_id,
+            following,
         };
         let waited = async {
             if conn.tx.send(msg).await.is_err() {

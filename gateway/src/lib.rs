@@ -661,14 +661,23 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         Ok(v) => v,
         Err(e) => {
             if audited {
+                // Refused, so nothing was acted on: both entries at once.
                 let msg = e.errors.join("; ");
-                ctx.log_request(gw, &msg).await?;
-                ctx.log_response(gw, &serde_json::json!({ "errors": e.errors }), &msg)
+                let request = ctx.request_entry(&msg);
+                let body = serde_json::json!({ "errors": e.errors });
+                ctx.log_request_and_response(gw, request, &body, &msg)
                     .await?;
             }
             return Err(e);
         }
     };
+    // Reads of kv and cubbyhole change nothing (no lease, no wrapping
+    // token): they are served first and both audit entries are recorded
+    // together, one audit round trip instead of two. Anything else is
+    // recorded before it is acted on.
+    let side_effect_free = wrap_ttl.is_none()
+        && matches!(op, Operation::Read | Operation::List)
+        && matches!(&mount, Some((m, _)) if !auth_method && (m.kind == "kv" || m.kind == "cubbyhole"));
     let target = Target {
         path: &path,
         mount,
@@ -687,7 +696,12 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         .await;
     }
     // Fail-closed: nothing is acted on unless the request was recorded.
-    ctx.log_request(gw, "").await?;
+    let request_entry = if side_effect_free {
+        Some(ctx.request_entry(""))
+    } else {
+        ctx.log_request(gw, "").await?;
+        None
+    };
     let resp = route_wrapped(
         gw,
         req,
@@ -714,7 +728,13 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
                 .join("; ")
         })
         .unwrap_or_default();
-    ctx.log_response(gw, &json, &error).await?;
+    match request_entry {
+        Some(request) => {
+            ctx.log_request_and_response(gw, request, &json, &error)
+                .await?
+        }
+        None => ctx.log_response(gw, &json, &error).await?,
+    }
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 

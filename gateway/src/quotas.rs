@@ -788,8 +788,9 @@ async fn audit_refusal(
     ctx.operation = crate::audit::operation_name(op, false);
     let msg = err.errors.join("; ");
     let logged = async {
-        ctx.log_request(gw, &msg).await?;
-        ctx.log_response(gw, &serde_json::json!({ "errors": err.errors }), &msg)
+        let request = ctx.request_entry(&msg);
+        let body = serde_json::json!({ "errors": err.errors });
+        ctx.log_request_and_response(gw, request, &body, &msg)
             .await
     };
     if let Err(e) = logged.await {

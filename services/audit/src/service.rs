@@ -29,7 +29,11 @@ async fn log_one(broker: &AuditBroker, msg: pb::LogStreamRequest) -> pb::LogStre
                 request: &entry.non_hmac_request_keys,
                 response: &entry.non_hmac_response_keys,
             };
-            broker.log(&entry.entry, non_hmac).await
+            let entries: Vec<&[u8]> = std::iter::once(&entry.entry)
+                .chain(&msg.following)
+                .map(Vec::as_slice)
+                .collect();
+            broker.log_all(&entries, non_hmac).await
         },
     )
     .await;

@@ -24,8 +24,9 @@ const QUEUE: usize = 4096;
 const MAX_BATCH: usize = 1024;
 
 enum Command {
+    /// Lines written in order, in one batch.
     Write {
-        line: Vec<u8>,
+        lines: Vec<Vec<u8>>,
         done: oneshot::Sender<bool>,
     },
     Reopen {
@@ -71,8 +72,14 @@ impl Writer {
 
     /// Writes `line` durably; false if the device could not.
     pub async fn write(&self, line: Vec<u8>) -> bool {
+        self.write_all(vec![line]).await
+    }
+
+    /// Writes `lines` durably, in order and in the same batch (all or
+    /// none); false if the device could not.
+    pub async fn write_all(&self, lines: Vec<Vec<u8>>) -> bool {
         let (done, result) = oneshot::channel();
-        if self.tx.send(Command::Write { line, done }).await.is_err() {
+        if self.tx.send(Command::Write { lines, done }).await.is_err() {
             return false;
         }
         result.await.unwrap_or(false)
@@ -140,8 +147,8 @@ impl Task {
             while let Some(command) = next.take() {
                 taken += 1;
                 match command {
-                    Command::Write { line, done } => {
-                        lines.push(line);
+                    Command::Write { lines: more, done } => {
+                        lines.extend(more);
                         waiters.push(done);
                     }
                     Command::Reopen { done } => {

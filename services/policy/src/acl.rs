@@ -45,6 +45,21 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The proto operation as an ACL operation; `OPERATION_UNSPECIFIED` and
+    /// unknown values are `None`.
+    pub fn from_proto(value: i32) -> Option<Operation> {
+        use bulwark_proto::policy::v1::Operation as P;
+        match P::try_from(value) {
+            Ok(P::Read) => Some(Operation::Read),
+            Ok(P::List) => Some(Operation::List),
+            Ok(P::Create) => Some(Operation::Create),
+            Ok(P::Update) => Some(Operation::Update),
+            Ok(P::Delete) => Some(Operation::Delete),
+            Ok(P::Patch) => Some(Operation::Patch),
+            Ok(P::Unspecified) | Err(_) => None,
+        }
+    }
+
     /// The capability this operation needs.
     pub fn capability(self) -> Capability {
         match self {

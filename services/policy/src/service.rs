@@ -29,15 +29,7 @@ impl PolicyService {
 /// The proto operation as an ACL operation; `OPERATION_UNSPECIFIED` and
 /// unknown values are refused.
 fn operation(value: i32) -> Result<Operation, PolicyError> {
-    match pb::Operation::try_from(value) {
-        Ok(pb::Operation::Read) => Ok(Operation::Read),
-        Ok(pb::Operation::List) => Ok(Operation::List),
-        Ok(pb::Operation::Create) => Ok(Operation::Create),
-        Ok(pb::Operation::Update) => Ok(Operation::Update),
-        Ok(pb::Operation::Delete) => Ok(Operation::Delete),
-        Ok(pb::Operation::Patch) => Ok(Operation::Patch),
-        Ok(pb::Operation::Unspecified) | Err(_) => Err(PolicyError::MissingOperation),
-    }
+    Operation::from_proto(value).ok_or(PolicyError::MissingOperation)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::PolicyEvent, Status>> + Send>>;

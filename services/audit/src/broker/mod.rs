@@ -369,19 +369,32 @@ impl AuditBroker {
     /// returns how many recorded it. Fails closed: [`AuditError::NotRecorded`]
     /// when devices are enabled and none recorded it.
     pub async fn log(&self, entry: &[u8], non_hmac: NonHmacKeys<'_>) -> Result<u32, AuditError> {
+        self.log_all(&[entry], non_hmac).await
+    }
+
+    /// Records `entries` in order, on each device in one batch (all or
+    /// none), and returns how many devices recorded them.
+    pub async fn log_all(
+        &self,
+        entries: &[&[u8]],
+        non_hmac: NonHmacKeys<'_>,
+    ) -> Result<u32, AuditError> {
         self.ensure_unsealed().await?;
         let devices = self.devices().await?;
         if devices.is_empty() {
             return Ok(0);
         }
-        let entry = match serde_json::from_slice::<Value>(entry) {
-            Ok(Value::Object(map)) => map,
-            // Never echo the entry (nor serde's excerpt of it).
-            _ => return Err(AuditError::Invalid("entry must be a JSON object".into())),
-        };
+        let entries = entries
+            .iter()
+            .map(|entry| match serde_json::from_slice::<Value>(entry) {
+                Ok(Value::Object(map)) => Ok(map),
+                // Never echo the entry (nor serde's excerpt of it).
+                _ => Err(AuditError::Invalid("entry must be a JSON object".into())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let results = join_all(devices.iter().map(|device| {
-            let line = device.line(&entry, non_hmac);
-            async move { device.writer.write(line).await }
+            let lines = entries.iter().map(|e| device.line(e, non_hmac)).collect();
+            async move { device.writer.write_all(lines).await }
         }))
         .await;
         let recorded = results.iter().filter(|ok| **ok).count();
