@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bulwark_policy::Acl;
 use bulwark_proto::auth::v1::auth_client::AuthClient;
 use bulwark_proto::auth::v1::{
     AckRevocationsRequest, AuthenticateRequest, TokenEntry, WatchRevocationsRequest,
@@ -27,7 +28,6 @@ use bulwark_proto::policy::v1::{
     AckPoliciesRequest, AuthorizeRequest, AuthorizeResponse, GetPolicyRequest,
     Operation as PolicyOp, WatchPoliciesRequest,
 };
-use bulwark_policy::Acl;
 use bulwark_shared::grpc::Channel;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};

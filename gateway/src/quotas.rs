@@ -790,8 +790,7 @@ async fn audit_refusal(
     let logged = async {
         let request = ctx.request_entry(&msg);
         let body = serde_json::json!({ "errors": err.errors });
-        ctx.log_request_and_response(gw, request, &body, &msg)
-            .await
+        ctx.log_request_and_response(gw, request, &body, &msg).await
     };
     if let Err(e) = logged.await {
         tracing::warn!(

@@ -55,6 +55,11 @@ pub struct Metrics {
     pub audit_log_request: prometheus::Histogram,
     /// `vault_audit_log_response` (seconds): recording responses (gateway).
     pub audit_log_response: prometheus::Histogram,
+    /// `bulwark_auth_password_check_seconds`: one password check (argon2id
+    /// or bcrypt) on the blocking pool, without waiting for a hashing slot
+    /// (auth service). Against a login's latency, it is the split between
+    /// the password hash and the rest of the login.
+    pub password_check: prometheus::Histogram,
     /// `vault_audit_log_request_failure` (gateway).
     pub audit_request_failure: IntCounter,
     /// `vault_audit_log_response_failure` (gateway).
@@ -146,6 +151,10 @@ impl Metrics {
                 "vault_audit_log_response",
                 "Time to record a response in the audit devices (seconds).",
             ),
+            password_check: plain_histogram(
+                "bulwark_auth_password_check_seconds",
+                "Time to check one password against its stored hash (seconds).",
+            ),
             audit_request_failure: counter(
                 "vault_audit_log_request_failure",
                 "Requests refused because no audit device recorded them.",
@@ -179,6 +188,7 @@ impl Metrics {
             Box::new(m.lease_count.clone()),
             Box::new(m.audit_log_request.clone()),
             Box::new(m.audit_log_response.clone()),
+            Box::new(m.password_check.clone()),
             Box::new(m.audit_request_failure.clone()),
             Box::new(m.audit_response_failure.clone()),
             Box::new(m.overload_rejections.clone()),

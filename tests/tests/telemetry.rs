@@ -326,7 +326,9 @@ async fn one_kv_read_is_one_trace_across_every_service() {
         "bulwark_grpc_client_handling_seconds_count",
         &[
             ("process", "gateway"),
-            ("method", "/bulwark.policy.v1.Policy/Authorize")
+            // The gateway decides with compiled ACLs, built from the texts
+            // the policy service serves.
+            ("method", "/bulwark.policy.v1.Policy/GetPolicy")
         ],
     )
     .is_some());

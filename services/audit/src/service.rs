@@ -291,6 +291,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_streamed_entry_and_its_following_ones_are_one_batch_in_order() {
+        let h = harness().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.log").to_string_lossy().to_string();
+        let svc = AuditService::new(h.broker.clone());
+        svc.enable_device(Request::new(enable_file("file", &file)))
+            .await
+            .unwrap();
+        let writer_batches = || h.broker.batches("file/");
+        let before = writer_batches();
+        let msg = |id, following: Vec<&[u8]>| pb::LogStreamRequest {
+            id,
+            entry: Some(pb::LogRequest {
+                entry: br#"{"time":"t1","type":"request","request":{"id":"r1"}}"#.to_vec(),
+                ..Default::default()
+            }),
+            following: following.into_iter().map(<[u8]>::to_vec).collect(),
+            ..Default::default()
+        };
+        let answer = log_one(
+            &h.broker,
+            msg(
+                7,
+                vec![br#"{"time":"t2","type":"response","request":{"id":"r1"}}"#],
+            ),
+        )
+        .await;
+        assert_eq!((answer.id, answer.code, answer.recorded), (7, 0, 1));
+        assert_eq!(writer_batches(), before.map(|b| b + 1), "one batch");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains(r#""type":"request""#), "{text}");
+        assert!(lines[1].contains(r#""type":"response""#), "{text}");
+        // A bad following entry refuses the whole message: nothing written.
+        let answer = log_one(&h.broker, msg(8, vec![b"[1]"])).await;
+        assert_eq!(answer.code, Code::InvalidArgument as i32);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    }
+
+    #[tokio::test]
     async fn sealed_answers_unavailable_everywhere() {
         let h = harness().await;
         let svc = AuditService::new(h.broker.clone());

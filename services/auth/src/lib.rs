@@ -39,6 +39,7 @@ pub mod background;
 mod cidr;
 mod create;
 pub mod error;
+mod expiry;
 pub mod leases;
 mod methods;
 mod record;

@@ -91,6 +91,9 @@ impl TokenStore {
                 return Err(not_found(r));
             }
             let (next, warnings) = renewed(&record, increment, now)?;
+            if next.expire_time != record.expire_time {
+                self.note_expiry(&found.hash, next.expire_time).await?;
+            }
             if self.replace(&found.hash, &version, &next).await? {
                 return Ok(Renewed {
                     entry: next.entry(&found.id, now),

@@ -149,8 +149,9 @@ impl TokenStore {
     }
 
     /// Revokes every expired or used-up token, and every token whose parent is
-    /// gone, with their descendants. Returns how many tokens went.
-    pub async fn sweep(&self) -> Result<usize, AuthError> {
+    /// gone, with their descendants, reading every record (the expiry index's
+    /// full scan, see [`crate::expiry`]). Returns how many tokens went.
+    pub(crate) async fn sweep_all(&self) -> Result<usize, AuthError> {
         let hashes: HashSet<String> = self.list_hashes().await?.into_iter().collect();
         let now = self.now();
         let mut revoked = 0;

@@ -99,6 +99,8 @@ pub struct TokenStore {
     closed: watch::Sender<bool>,
     /// Revocations shared with the other replicas on the same database.
     bus: Option<Bus>,
+    /// The expiry index's process-local state (see [`crate::expiry`]).
+    pub(crate) expiry: crate::expiry::ExpiryState,
 }
 
 /// The bus topic of revoked accessors.
@@ -133,6 +135,7 @@ impl TokenStore {
             root: None,
             closed: watch::Sender::new(false),
             bus: None,
+            expiry: Default::default(),
         }
     }
 
@@ -257,12 +260,14 @@ impl TokenStore {
             .await?)
     }
 
-    /// Writes a new record only if none is stored at `hash`.
+    /// Writes a new record only if none is stored at `hash` (its expiry
+    /// marker first: a record is never stored unfindable by the sweeper).
     pub(crate) async fn create_record(
         &self,
         hash: &str,
         record: &TokenRecord,
     ) -> Result<bool, AuthError> {
+        self.note_expiry(hash, record.expire_time).await?;
         Ok(self
             .barrier
             .create(&token_path(hash), &encode(record))

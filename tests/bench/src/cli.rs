@@ -47,6 +47,10 @@ pub struct Args {
     /// Secrets seeded for the read scenarios (and keys written over by kv2-write).
     #[arg(long, default_value_t = 1000)]
     pub keys: usize,
+    /// Extra live tokens (2h TTL) created before measuring, revoked at
+    /// cleanup: cost growth with the number of tokens.
+    #[arg(long, default_value_t = 0)]
+    pub tokens: usize,
     /// Output format on stdout: table or json.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     pub format: String,
@@ -114,6 +118,7 @@ impl Args {
             bail!("-keys must be at least 1");
         }
         cfg.keys = self.keys;
+        cfg.tokens = self.tokens;
         cfg.baseline = self.baseline;
         cfg.pg_url = self.pg_url.filter(|u| !u.is_empty());
         cfg.audit_file = self.audit_file;

@@ -48,6 +48,9 @@ pub struct Config {
     pub warmup: Duration,
     /// Seeded secrets for the read scenarios.
     pub keys: usize,
+    /// Extra live tokens created before measuring (cost growth with the
+    /// number of tokens).
+    pub tokens: usize,
     /// Measure the in-process baseline too.
     pub baseline: bool,
     /// PostgreSQL URL for `db-creds`; without it that scenario is skipped.
@@ -78,6 +81,7 @@ impl Config {
             concurrency: vec![16],
             warmup: Duration::from_secs(2),
             keys: 1000,
+            tokens: 0,
             baseline: true,
             pg_url: None,
             audit_file: None,
@@ -181,6 +185,14 @@ impl Session {
             }
             None => None,
         };
+        if cfg.tokens > 0 {
+            progress(cfg, &format!("creating {} live tokens", cfg.tokens));
+            scenario::seed_tokens(target, cfg.tokens, &mut self.undo).await?;
+            self.created.push(format!(
+                "{} live 2h tokens, children of one parent token",
+                cfg.tokens
+            ));
+        }
         for (sc, plan) in self.plans.iter_mut() {
             if !matches!(sc, Scenario::UserpassLogin | Scenario::ApproleLogin) {
                 plan.token = token.clone();
@@ -258,6 +270,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
             warmup_s: cfg.warmup.as_secs_f64(),
             concurrency: cfg.concurrency.clone(),
             keys: cfg.keys,
+            tokens: cfg.tokens,
             baseline: cfg.baseline,
             audit_file: cfg.audit_file.clone(),
             request_token: if cfg.request_token.is_some() {

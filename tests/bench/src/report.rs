@@ -61,6 +61,7 @@ pub struct Settings {
     pub warmup_s: f64,
     pub concurrency: Vec<usize>,
     pub keys: usize,
+    pub tokens: usize,
     pub baseline: bool,
     pub audit_file: Option<String>,
     /// `scoped` (a token with a policy for the run's paths only, as production

@@ -500,6 +500,32 @@ pub(crate) async fn measured_token(
     Ok(token.to_string())
 }
 
+/// Creates `n` live tokens (2h TTL) as children of one new parent token, so
+/// that revoking the parent at cleanup revokes them all.
+pub(crate) async fn seed_tokens(target: &Target, n: usize, undo: &mut Vec<Undo>) -> Result<()> {
+    let r = target
+        .write(
+            "auth/token/create",
+            &json!({"ttl": "24h", "display_name": "bench-parent"}),
+        )
+        .await
+        .context("creating the seeded tokens' parent")?
+        .ok_or_else(|| anyhow!("auth/token/create: empty answer"))?;
+    let auth = &r["auth"];
+    let (Some(parent), Some(accessor)) = (auth["client_token"].as_str(), auth["accessor"].as_str())
+    else {
+        bail!("auth/token/create: no auth.client_token/accessor in the answer");
+    };
+    undo.push(Undo::TokenAccessor(accessor.to_string()));
+    let as_parent = target.with_token(parent);
+    let body = json!({"ttl": "2h", "display_name": "bench-seeded"});
+    futures::stream::iter((0..n).map(|_| as_parent.write("auth/token/create", &body)))
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_for_each(|_| async { Ok::<(), anyhow::Error>(()) })
+        .await
+        .context("seeding tokens")
+}
+
 /// The kv secret seeded at index `i`: what a read scenario reads back.
 pub fn seed_secret(prefix: &str, i: usize) -> Value {
     json!({

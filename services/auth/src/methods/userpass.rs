@@ -184,6 +184,16 @@ fn verify_argon2(stored: &str, password: &[u8]) -> bool {
 
 /// Whether `password` matches `stored` (argon2 PHC or bcrypt). CPU-heavy.
 fn verify_password(stored: &str, password: &[u8]) -> bool {
+    let start = std::time::Instant::now();
+    let ok = check_password(stored, password);
+    bulwark_shared::metrics::metrics()
+        .password_check
+        .observe(start.elapsed().as_secs_f64());
+    ok
+}
+
+/// The check itself: argon2 PHC (ours) or bcrypt (given hashes).
+fn check_password(stored: &str, password: &[u8]) -> bool {
     if stored.starts_with("$argon2") {
         // The hash carries its own parameters.
         verify_argon2(stored, password)
