@@ -259,6 +259,11 @@ impl Context {
         to_bytes(&self.entry("request", None, error))
     }
 
+    /// The response entry for `body` (as the client will get it), serialized.
+    fn response_entry(&self, body: &Value, error: &str) -> Vec<u8> {
+        to_bytes(&self.entry("response", Some(self.response_json(body)), error))
+    }
+
     /// Records the request (before it is acted on).
     pub async fn log_request(&self, gw: &Gateway, error: &str) -> Result<(), ApiError> {
         let m = bulwark_shared::metrics::metrics();
@@ -281,7 +286,7 @@ impl Context {
         error: &str,
     ) -> Result<(), ApiError> {
         let m = bulwark_shared::metrics::metrics();
-        let entry = to_bytes(&self.entry("response", Some(self.response_json(body)), error));
+        let entry = self.response_entry(body, error);
         self.send(
             gw,
             entry,
@@ -304,7 +309,7 @@ impl Context {
         error: &str,
     ) -> Result<(), ApiError> {
         let m = bulwark_shared::metrics::metrics();
-        let response = to_bytes(&self.entry("response", Some(self.response_json(body)), error));
+        let response = self.response_entry(body, error);
         self.send(
             gw,
             request,

@@ -223,8 +223,13 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn rpcs_round_trip() {
+    /// A service with one file device `file/` writing to the returned path.
+    async fn with_file_device() -> (
+        crate::test_util::Harness,
+        tempfile::TempDir,
+        String,
+        AuditService,
+    ) {
         let h = harness().await;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.log").to_string_lossy().to_string();
@@ -232,6 +237,12 @@ mod tests {
         svc.enable_device(Request::new(enable_file("file", &file)))
             .await
             .unwrap();
+        (h, dir, file, svc)
+    }
+
+    #[tokio::test]
+    async fn rpcs_round_trip() {
+        let (_h, _dir, file, svc) = with_file_device().await;
         let listed = svc
             .list_devices(Request::new(pb::Empty {}))
             .await
@@ -292,13 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_streamed_entry_and_its_following_ones_are_one_batch_in_order() {
-        let h = harness().await;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a.log").to_string_lossy().to_string();
-        let svc = AuditService::new(h.broker.clone());
-        svc.enable_device(Request::new(enable_file("file", &file)))
-            .await
-            .unwrap();
+        let (h, _dir, file, _svc) = with_file_device().await;
         let writer_batches = || h.broker.batches("file/");
         let before = writer_batches();
         let msg = |id, following: Vec<&[u8]>| pb::LogStreamRequest {

@@ -483,13 +483,21 @@ pub(crate) async fn measured_token(
         .await
         .context("writing the benchmark's policy")?;
     undo.push(Undo::Policy(prefix.to_string()));
+    let body = json!({"policies": [prefix], "ttl": "24h", "display_name": "bench"});
+    create_token(target, &body, "the measured token", undo).await
+}
+
+/// Creates a token with the setup token (revoked at cleanup); returns it.
+async fn create_token(
+    target: &Target,
+    body: &Value,
+    what: &str,
+    undo: &mut Vec<Undo>,
+) -> Result<String> {
     let r = target
-        .write(
-            "auth/token/create",
-            &json!({"policies": [prefix], "ttl": "24h", "display_name": "bench"}),
-        )
+        .write("auth/token/create", body)
         .await
-        .context("creating the measured token")?
+        .with_context(|| format!("creating {what}"))?
         .ok_or_else(|| anyhow!("auth/token/create: empty answer"))?;
     let auth = &r["auth"];
     let (Some(token), Some(accessor)) = (auth["client_token"].as_str(), auth["accessor"].as_str())
@@ -503,21 +511,9 @@ pub(crate) async fn measured_token(
 /// Creates `n` live tokens (2h TTL) as children of one new parent token, so
 /// that revoking the parent at cleanup revokes them all.
 pub(crate) async fn seed_tokens(target: &Target, n: usize, undo: &mut Vec<Undo>) -> Result<()> {
-    let r = target
-        .write(
-            "auth/token/create",
-            &json!({"ttl": "24h", "display_name": "bench-parent"}),
-        )
-        .await
-        .context("creating the seeded tokens' parent")?
-        .ok_or_else(|| anyhow!("auth/token/create: empty answer"))?;
-    let auth = &r["auth"];
-    let (Some(parent), Some(accessor)) = (auth["client_token"].as_str(), auth["accessor"].as_str())
-    else {
-        bail!("auth/token/create: no auth.client_token/accessor in the answer");
-    };
-    undo.push(Undo::TokenAccessor(accessor.to_string()));
-    let as_parent = target.with_token(parent);
+    let body = json!({"ttl": "24h", "display_name": "bench-parent"});
+    let parent = create_token(target, &body, "the seeded tokens' parent", undo).await?;
+    let as_parent = target.with_token(&parent);
     let body = json!({"ttl": "2h", "display_name": "bench-seeded"});
     futures::stream::iter((0..n).map(|_| as_parent.write("auth/token/create", &body)))
         .buffer_unordered(SEED_CONCURRENCY)
