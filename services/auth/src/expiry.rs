@@ -109,7 +109,10 @@ impl TokenStore {
     }
 
     /// The buckets whose time has come: each marker's token is revoked if it
-    /// expired (or was used up), then the marker and the bucket go.
+    /// expired (or was used up), then the marker and the bucket go. The
+    /// bucket `now` falls in is swept too, keeping the markers of what has
+    /// not expired yet: a token goes at the first sweep after its expiry,
+    /// not at the end of its bucket.
     async fn sweep_due(&self, now: i64) -> Result<usize, AuthError> {
         let mut revoked = 0;
         for key in self.barrier.list(BUCKETS).await? {
@@ -119,28 +122,37 @@ impl TokenStore {
             else {
                 continue;
             };
-            if bucket > now {
+            if bucket - BUCKET_SECS >= now {
                 continue;
             }
+            let current = bucket > now;
             let prefix = markers_prefix(bucket);
             for marker in self.barrier.list(&prefix).await? {
                 let Some(hash) = marker.strip_prefix(&prefix) else {
                     continue;
                 };
-                match self.read(hash).await {
+                let done = match self.read(hash).await {
                     Ok(Some(r)) if r.used_up || r.is_expired(now) => {
                         revoked += self.revoke_tree(hash).await?.len();
+                        true
                     }
+                    // Not due yet: its marker stays for a later sweep.
+                    Ok(Some(_)) if current => false,
                     // Gone already, or renewed (marked again further on).
-                    Ok(_) => {}
+                    Ok(_) => true,
                     Err(AuthError::Corrupt(_)) => {
                         tracing::warn!("skipping a token record that does not decrypt");
+                        true
                     }
                     Err(e) => return Err(e),
+                };
+                if done {
+                    self.barrier.delete(&marker).await?;
                 }
-                self.barrier.delete(&marker).await?;
             }
-            self.barrier.delete(&key).await?;
+            if !current {
+                self.barrier.delete(&key).await?;
+            }
         }
         Ok(revoked)
     }
@@ -202,6 +214,17 @@ mod tests {
         assert_eq!(store.barrier.list(BUCKETS).await.unwrap().len(), 1);
         assert_eq!(store.barrier.list("token-expiry/").await.unwrap().len(), 1);
         assert!(store.lookup(TokenRef::Token(&default.token)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_token_goes_at_the_first_sweep_after_it_expires() {
+        let Harness { store, root, .. } = harness().await;
+        store.sweep().await.unwrap();
+        // Expiring in the middle of a bucket, wherever `now` is.
+        let t = create(&store, &root, |r| r.ttl = BUCKET_SECS / 2).await;
+        store.clock.advance(BUCKET_SECS / 2 + 1);
+        assert_eq!(store.sweep().await.unwrap(), 1);
+        assert!(store.lookup(TokenRef::Token(&t.token)).await.is_err());
     }
 
     #[tokio::test]
