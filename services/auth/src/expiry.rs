@@ -115,11 +115,9 @@ impl TokenStore {
     /// not at the end of its bucket.
     async fn sweep_due(&self, now: i64) -> Result<usize, AuthError> {
         let mut revoked = 0;
+        // Listings name the entries directly under the prefix.
         for key in self.barrier.list(BUCKETS).await? {
-            let Some(bucket) = key
-                .strip_prefix(BUCKETS)
-                .and_then(|b| b.parse::<i64>().ok())
-            else {
+            let Ok(bucket) = key.parse::<i64>() else {
                 continue;
             };
             if bucket - BUCKET_SECS >= now {
@@ -127,13 +125,13 @@ impl TokenStore {
             }
             let current = bucket > now;
             let prefix = markers_prefix(bucket);
-            for marker in self.barrier.list(&prefix).await? {
-                let Some(hash) = marker.strip_prefix(&prefix) else {
+            for hash in self.barrier.list(&prefix).await? {
+                if hash.ends_with('/') {
                     continue;
-                };
-                let done = match self.read(hash).await {
+                }
+                let done = match self.read(&hash).await {
                     Ok(Some(r)) if r.used_up || r.is_expired(now) => {
-                        revoked += self.revoke_tree(hash).await?.len();
+                        revoked += self.revoke_tree(&hash).await?.len();
                         true
                     }
                     // Not due yet: its marker stays for a later sweep.
@@ -147,11 +145,11 @@ impl TokenStore {
                     Err(e) => return Err(e),
                 };
                 if done {
-                    self.barrier.delete(&marker).await?;
+                    self.barrier.delete(&format!("{prefix}{hash}")).await?;
                 }
             }
             if !current {
-                self.barrier.delete(&key).await?;
+                self.barrier.delete(&bucket_key(bucket)).await?;
             }
         }
         Ok(revoked)
@@ -163,6 +161,18 @@ mod tests {
     use super::*;
     use crate::record::TokenRef;
     use crate::test_util::{create, harness, Harness};
+
+    /// Every marker's full path.
+    async fn markers(store: &TokenStore) -> Vec<String> {
+        let mut out = Vec::new();
+        for bucket in store.barrier.list("token-expiry/").await.unwrap() {
+            let prefix = format!("token-expiry/{bucket}");
+            for hash in store.barrier.list(&prefix).await.unwrap() {
+                out.push(format!("{prefix}{hash}"));
+            }
+        }
+        out
+    }
 
     #[test]
     fn buckets_round_up() {
@@ -206,13 +216,12 @@ mod tests {
             );
         }
         // Markers and buckets of swept times are gone.
-        let left = store.barrier.list("token-expiry/").await.unwrap();
-        assert_eq!(left.len(), 3, "{left:?}");
+        assert_eq!(markers(&store).await.len(), 3);
         store.clock.advance(3600 + BUCKET_SECS);
         assert_eq!(store.sweep().await.unwrap(), 2, "renewed and long");
         // Only the default-TTL token's marker and bucket are left.
         assert_eq!(store.barrier.list(BUCKETS).await.unwrap().len(), 1);
-        assert_eq!(store.barrier.list("token-expiry/").await.unwrap().len(), 1);
+        assert_eq!(markers(&store).await.len(), 1);
         assert!(store.lookup(TokenRef::Token(&default.token)).await.is_ok());
     }
 
@@ -233,9 +242,17 @@ mod tests {
         store.sweep().await.unwrap();
         let t = create(&store, &root, |r| r.ttl = 30).await;
         // As if stored before the index existed.
-        for k in store.barrier.list("token-expiry").await.unwrap() {
-            store.barrier.delete(&k).await.unwrap();
+        for m in markers(&store).await {
+            store.barrier.delete(&m).await.unwrap();
         }
+        for b in store.barrier.list(BUCKETS).await.unwrap() {
+            store
+                .barrier
+                .delete(&format!("{BUCKETS}{b}"))
+                .await
+                .unwrap();
+        }
+        assert!(markers(&store).await.is_empty());
         store.clock.advance(60);
         assert_eq!(
             store.sweep().await.unwrap(),
