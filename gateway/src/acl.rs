@@ -360,12 +360,7 @@ impl AclCache {
         policy: &mut PolicyClient<Channel>,
         policies: &[String],
     ) -> Result<Arc<Acl>, ApiError> {
-        let mut key: PolicySet = policies
-            .iter()
-            .filter_map(|n| bulwark_policy::store::normalize_name(n).ok())
-            .collect();
-        key.sort_unstable();
-        key.dedup();
+        let key: PolicySet = bulwark_policy::store::policy_set(policies);
         if let Some(acl) = self
             .acls
             .read()

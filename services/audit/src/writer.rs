@@ -71,6 +71,7 @@ impl Writer {
     }
 
     /// Writes `line` durably; false if the device could not.
+    #[cfg(test)]
     pub async fn write(&self, line: Vec<u8>) -> bool {
         self.write_all(vec![line]).await
     }

@@ -231,6 +231,19 @@ pub fn normalize_name(raw: &str) -> Result<String, PolicyError> {
     Ok(name)
 }
 
+/// The policy set of a token's names: normalized, sorted, deduplicated;
+/// names that cannot be policies grant nothing and are dropped. What a
+/// compiled ACL is keyed by, here and in the gateway's cache.
+pub fn policy_set(names: &[String]) -> Vec<String> {
+    let mut set: Vec<String> = names
+        .iter()
+        .filter_map(|n| normalize_name(n).ok())
+        .collect();
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
 fn storage_path(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
@@ -383,12 +396,7 @@ impl PolicyStore {
     /// contribute nothing.
     pub async fn acl(&self, names: &[String]) -> Result<Arc<Acl>, PolicyError> {
         self.ensure_unsealed().await?;
-        let mut key: Vec<String> = names
-            .iter()
-            .filter_map(|n| normalize_name(n).ok())
-            .collect();
-        key.sort_unstable();
-        key.dedup();
+        let key = policy_set(names);
         self.sync_stamp().await?;
         let generation = {
             let cache = self.cache();
