@@ -588,6 +588,21 @@ pub struct Storage {
     mem: Option<MemTable>,
 }
 
+/// The span name of a storage operation (no formatting per call).
+fn span_name(op: &'static str) -> &'static str {
+    match op {
+        "get" => "storage.get",
+        "put" => "storage.put",
+        "create" => "storage.create",
+        "cas" => "storage.cas",
+        "delete" => "storage.delete",
+        "compare_and_delete" => "storage.compare_and_delete",
+        "count" => "storage.count",
+        "list" => "storage.list",
+        _ => "storage",
+    }
+}
+
 impl Storage {
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -602,7 +617,7 @@ impl Storage {
     ) -> Result<T, StorageError> {
         let span = tracing::info_span!(
             "storage",
-            otel.name = %format_args!("storage.{op}"),
+            otel.name = span_name(op),
             db.system = self.pool.system(),
             db.operation = op,
             bulwark.namespace = %self.namespace,

@@ -204,8 +204,16 @@ pub fn init(
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(settings.log_level.as_str()));
     let (log_filter, log_handle) = tracing_subscriber::reload::Layer::new(log_filter);
+    // Per span, only what a trace shows: no thread or source-location
+    // attributes, no busy/idle timing on every poll, and no OpenTelemetry
+    // context attached on every enter (nothing here reads the ambient
+    // context; propagation takes it from the span itself).
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(LevelFilter::INFO);
     let registry = tracing_subscriber::registry().with(otel);
     let installed = match settings.log_format {

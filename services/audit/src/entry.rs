@@ -78,12 +78,11 @@ pub struct NonHmacKeys<'a> {
 
 /// One device's view of `entry`: elided and hashed as `options` say.
 pub fn prepare(
-    entry: &Map<String, Value>,
+    mut entry: Map<String, Value>,
     salt: &Salt,
     options: &FormatOptions,
     non_hmac: NonHmacKeys<'_>,
 ) -> Map<String, Value> {
-    let mut entry = entry.clone();
     if options.elide_list_responses {
         elide_list_response(&mut entry);
     }
@@ -201,21 +200,23 @@ pub fn render(mut entry: Map<String, Value>, options: &FormatOptions) -> Vec<u8>
     let time = entry.remove("time").unwrap_or_else(|| {
         Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
     });
-    let mut out = options.prefix.clone();
     match options.format {
         Format::Json => {
-            out.push_str("{\"time\":");
-            out.push_str(&time.to_string());
-            if !entry.is_empty() {
-                let rest = Value::Object(entry).to_string();
-                out.push(',');
-                // `rest` is `{…}`: splice its members after `time`.
-                out.push_str(rest.get(1..).unwrap_or("}"));
-            } else {
-                out.push('}');
+            let mut out = Vec::with_capacity(options.prefix.len() + 1024);
+            out.extend_from_slice(options.prefix.as_bytes());
+            out.extend_from_slice(b"{\"time\":");
+            push_json(&mut out, &time);
+            for (key, value) in &entry {
+                out.push(b',');
+                push_json(&mut out, key);
+                out.push(b':');
+                push_json(&mut out, value);
             }
+            out.extend_from_slice(b"}\n");
+            out
         }
         Format::JsonX => {
+            let mut out = options.prefix.clone();
             out.push_str(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
                  <json:object xsi:schemaLocation=\"http://www.datapower.com/schemas/json jsonx.xsd\" \
@@ -226,11 +227,20 @@ pub fn render(mut entry: Map<String, Value>, options: &FormatOptions) -> Vec<u8>
             for (key, value) in &entry {
                 jsonx(&mut out, Some(key), value);
             }
-            out.push_str("</json:object>");
+            out.push_str("</json:object>\n");
+            out.into_bytes()
         }
     }
-    out.push('\n');
-    out.into_bytes()
+}
+
+/// Appends `value` as JSON. Strings and JSON values always serialize; should
+/// one ever fail, `null` keeps the line valid JSON.
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let mark = out.len();
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(mark);
+        out.extend_from_slice(b"null");
+    }
 }
 
 /// One JSON value as a JSONx element.
@@ -363,7 +373,7 @@ mod tests {
         let s = salt();
         let keep = vec!["keep".to_string()];
         let out = prepare(
-            &sample(),
+            sample(),
             &s,
             &FormatOptions::default(),
             NonHmacKeys {
@@ -409,7 +419,7 @@ mod tests {
             hmac_accessor: false,
             ..FormatOptions::default()
         };
-        let v = Value::Object(prepare(&sample(), &s, &no_accessor, NonHmacKeys::default()));
+        let v = Value::Object(prepare(sample(), &s, &no_accessor, NonHmacKeys::default()));
         assert_eq!(v["auth"]["client_token"], s.hash("s.tok"));
         assert_eq!(v["auth"]["accessor"], "acc");
         assert_eq!(v["request"]["client_token_accessor"], "acc");
@@ -421,20 +431,20 @@ mod tests {
             log_raw: true,
             ..FormatOptions::default()
         };
-        let v = Value::Object(prepare(&sample(), &s, &raw, NonHmacKeys::default()));
+        let v = Value::Object(prepare(sample(), &s, &raw, NonHmacKeys::default()));
         assert_eq!(v, Value::Object(sample()));
 
         let elide = FormatOptions {
             elide_list_responses: true,
             ..FormatOptions::default()
         };
-        let v = Value::Object(prepare(&sample(), &s, &elide, NonHmacKeys::default()));
+        let v = Value::Object(prepare(sample(), &s, &elide, NonHmacKeys::default()));
         assert_eq!(v["response"]["data"]["keys"], 2);
         assert_eq!(v["response"]["data"]["key_info"], 2);
         // Not a list: untouched.
         let mut read = sample();
         read["request"]["operation"] = json!("read");
-        let v = Value::Object(prepare(&read, &s, &elide, NonHmacKeys::default()));
+        let v = Value::Object(prepare(read, &s, &elide, NonHmacKeys::default()));
         assert!(v["response"]["data"]["keys"].is_array());
     }
 

@@ -116,7 +116,7 @@ impl Device {
     }
 
     /// This device's line for `entry`.
-    fn line(&self, entry: &Map<String, Value>, non_hmac: NonHmacKeys<'_>) -> Vec<u8> {
+    fn line(&self, entry: Map<String, Value>, non_hmac: NonHmacKeys<'_>) -> Vec<u8> {
         let prepared = entry::prepare(entry, &self.salt, &self.format, non_hmac);
         entry::render(prepared, &self.format)
     }
@@ -392,8 +392,23 @@ impl AuditBroker {
                 _ => Err(AuditError::Invalid("entry must be a JSON object".into())),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let results = join_all(devices.iter().map(|device| {
-            let lines = entries.iter().map(|e| device.line(e, non_hmac)).collect();
+        // Every device but the last works on a copy; the last takes them.
+        let mut entries = Some(entries);
+        let last = devices.len() - 1;
+        let results = join_all(devices.iter().enumerate().map(|(i, device)| {
+            let lines: Vec<Vec<u8>> = if i == last {
+                let owned = entries.take().unwrap_or_default();
+                owned
+                    .into_iter()
+                    .map(|e| device.line(e, non_hmac))
+                    .collect()
+            } else {
+                entries
+                    .iter()
+                    .flatten()
+                    .map(|e| device.line(e.clone(), non_hmac))
+                    .collect()
+            };
             async move { device.writer.write_all(lines).await }
         }))
         .await;
