@@ -4,10 +4,14 @@
 //! could record fails the request with 500, before it is acted on.
 
 use bulwark_proto::audit::v1::audit_client::AuditClient;
-use bulwark_proto::audit::v1::{LogRequest, LogStreamRequest, LogStreamResponse};
+use bulwark_proto::audit::v1::{
+    LogRequest, LogStreamAnswers, LogStreamBatch, LogStreamRequest, LogStreamResponse,
+};
 use bulwark_proto::policy::v1::AuthorizeResponse;
 use bulwark_shared::grpc::Channel;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use tracing::Instrument;
 
 use crate::acl::Caller;
@@ -45,7 +49,8 @@ pub struct Context {
     pub mount_accessor: String,
     pub non_hmac_request_keys: Vec<String>,
     pub non_hmac_response_keys: Vec<String>,
-    pub auth: Value,
+    /// The entry's `auth` object, serialized (see [`Context::set_auth`]).
+    auth: Box<RawValue>,
     pub client_token: String,
     pub client_token_accessor: String,
 }
@@ -64,39 +69,252 @@ pub fn operation_name(op: Operation, create: bool) -> &'static str {
     }
 }
 
+// The entries are serialized straight from borrowed views of the request
+// and of the response body as sent: no JSON tree is built for them (the
+// audit service orders the keys when it renders a line).
+
 /// The `auth` object of an entry.
-pub fn auth_json(caller: Option<&Caller>, decision: Option<&AuthorizeResponse>) -> Value {
-    let Some(c) = caller else {
-        return json!({ "policy_results": { "allowed": false } });
-    };
-    let e = &c.entry;
-    let granting: Vec<Value> = decision
-        .map(|d| {
-            d.granting_policies
-                .iter()
-                .map(|p| json!({"name": p, "namespace_id": "root", "type": "acl"}))
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "client_token": c.token,
-        "accessor": e.accessor,
-        "display_name": e.display_name,
-        "policies": e.policies,
-        "token_policies": e.policies,
-        "metadata": if e.meta.is_empty() { Value::Null } else { json!(e.meta) },
-        "entity_id": "",
-        "token_type": if e.r#type.is_empty() { "service" } else { e.r#type.as_str() },
-        "token_ttl": e.creation_ttl,
-        "token_issue_time": chrono::DateTime::from_timestamp(e.issue_time, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default(),
-        "remaining_uses": e.num_uses,
-        "policy_results": {
-            "allowed": decision.is_some_and(|d| d.allowed),
-            "granting_policies": granting,
+#[derive(Serialize)]
+struct AuthJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accessor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policies: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_policies: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Option<&'a std::collections::HashMap<String, String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_ttl: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_issue_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining_uses: Option<i64>,
+    policy_results: PolicyResults<'a>,
+}
+
+#[derive(Serialize)]
+struct PolicyResults<'a> {
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    granting_policies: Option<Vec<GrantingPolicy<'a>>>,
+}
+
+#[derive(Serialize)]
+struct GrantingPolicy<'a> {
+    name: &'a str,
+    namespace_id: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The `auth` object of an entry, serialized.
+fn auth_json(caller: Option<&Caller>, decision: Option<&AuthorizeResponse>) -> Box<RawValue> {
+    let auth = match caller {
+        None => AuthJson {
+            client_token: None,
+            accessor: None,
+            display_name: None,
+            policies: None,
+            token_policies: None,
+            metadata: None,
+            entity_id: None,
+            token_type: None,
+            token_ttl: None,
+            token_issue_time: None,
+            remaining_uses: None,
+            policy_results: PolicyResults {
+                allowed: false,
+                granting_policies: None,
+            },
         },
-    })
+        Some(c) => {
+            let e = &c.entry;
+            AuthJson {
+                client_token: Some(&c.token),
+                accessor: Some(&e.accessor),
+                display_name: Some(&e.display_name),
+                policies: Some(&e.policies),
+                token_policies: Some(&e.policies),
+                metadata: Some((!e.meta.is_empty()).then_some(&e.meta)),
+                entity_id: Some(""),
+                token_type: Some(if e.r#type.is_empty() {
+                    "service"
+                } else {
+                    e.r#type.as_str()
+                }),
+                token_ttl: Some(e.creation_ttl),
+                token_issue_time: Some(
+                    chrono::DateTime::from_timestamp(e.issue_time, 0)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_default(),
+                ),
+                remaining_uses: Some(e.num_uses),
+                policy_results: PolicyResults {
+                    allowed: decision.is_some_and(|d| d.allowed),
+                    granting_policies: Some(
+                        decision
+                            .map(|d| {
+                                d.granting_policies
+                                    .iter()
+                                    .map(|p| GrantingPolicy {
+                                        name: p,
+                                        namespace_id: "root",
+                                        kind: "acl",
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    ),
+                },
+            }
+        }
+    };
+    raw(&auth)
+}
+
+/// `value` as a raw JSON value (`null` should it ever fail to serialize).
+fn raw<T: Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| null())
+}
+
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".into()).unwrap_or_default()
+}
+
+/// The `request` object of an entry.
+#[derive(Serialize)]
+struct RequestJson<'a> {
+    id: &'a str,
+    client_id: &'static str,
+    operation: &'a str,
+    mount_point: &'a str,
+    mount_type: &'a str,
+    mount_accessor: &'a str,
+    client_token: &'a str,
+    client_token_accessor: &'a str,
+    namespace: Namespace,
+    path: &'a str,
+    data: Option<&'a Value>,
+    remote_address: String,
+    remote_port: u16,
+}
+
+#[derive(Serialize)]
+struct Namespace {
+    id: &'static str,
+}
+
+/// The `response` object of an entry.
+#[derive(Serialize)]
+struct ResponseJson<'a> {
+    mount_point: &'a str,
+    mount_type: &'a str,
+    mount_accessor: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wrap_info: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<Secret<'a>>,
+}
+
+#[derive(Serialize)]
+struct Secret<'a> {
+    lease_id: &'a str,
+}
+
+/// One entry.
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    time: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    auth: &'a RawValue,
+    request: RequestJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseJson<'a>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    error: &'a str,
+}
+
+/// The top-level members of a response body that an entry records, borrowed
+/// from the body as sent. `null` members read as absent.
+#[derive(Deserialize, Default)]
+struct Members<'a> {
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    auth: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    wrap_info: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    warnings: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    lease_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    request_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    errors: Option<&'a RawValue>,
+}
+
+/// A response body as sent to the client, read once for its audit entry and
+/// its error text.
+pub struct ResponseBody<'a> {
+    bytes: &'a [u8],
+    /// The members, when the body is a JSON object.
+    members: Option<Members<'a>>,
+}
+
+/// The body of an error answer, `{"errors": [...]}`.
+pub fn error_body(errors: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "errors": errors })).unwrap_or_default()
+}
+
+impl<'a> ResponseBody<'a> {
+    /// The body as sent (any bytes; only a JSON object is recorded).
+    pub fn new(bytes: &'a [u8]) -> Self {
+        let is_object = bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{');
+        let members = if is_object {
+            serde_json::from_slice(bytes).ok()
+        } else {
+            None
+        };
+        ResponseBody { bytes, members }
+    }
+
+    /// The whole body as one raw JSON value.
+    fn whole(&self) -> Option<&'a RawValue> {
+        serde_json::from_slice(self.bytes).ok()
+    }
+
+    /// The error text: the `errors` strings, joined with `; `.
+    pub fn error_text(&self) -> String {
+        let Some(errors) = self.members.as_ref().and_then(|m| m.errors) else {
+            return String::new();
+        };
+        let items: Vec<Value> = serde_json::from_str(errors.get()).unwrap_or_default();
+        items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 impl Context {
@@ -148,64 +366,76 @@ impl Context {
         }
     }
 
-    fn request_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "client_id": "",
-            "operation": self.operation,
-            "mount_point": self.mount_point,
-            "mount_type": self.mount_type,
-            "mount_accessor": self.mount_accessor,
-            "client_token": self.client_token,
-            "client_token_accessor": self.client_token_accessor,
-            "namespace": {"id": "root"},
-            "path": self.path,
-            "data": if self.data.as_object().is_some_and(|m| !m.is_empty()) { self.data.clone() } else { Value::Null },
-            "remote_address": self.remote.map(|a| a.ip().to_string()).unwrap_or_default(),
-            "remote_port": self.remote.map(|a| a.port()).unwrap_or_default(),
-        })
+    /// The entries' `auth` object: the caller, and the policy decision once
+    /// made.
+    pub fn set_auth(&mut self, caller: &Caller, decision: Option<&AuthorizeResponse>) {
+        self.auth = auth_json(Some(caller), decision);
     }
 
-    fn entry(&self, kind: &str, response: Option<Value>, error: &str) -> Value {
-        let mut m = Map::new();
-        m.insert(
-            "time".into(),
-            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
-        );
-        m.insert("type".into(), json!(kind));
-        m.insert("auth".into(), self.auth.clone());
-        m.insert("request".into(), self.request_json());
-        if let Some(r) = response {
-            m.insert("response".into(), r);
+    fn request_json(&self) -> RequestJson<'_> {
+        RequestJson {
+            id: &self.id,
+            client_id: "",
+            operation: self.operation,
+            mount_point: &self.mount_point,
+            mount_type: &self.mount_type,
+            mount_accessor: &self.mount_accessor,
+            client_token: &self.client_token,
+            client_token_accessor: &self.client_token_accessor,
+            namespace: Namespace { id: "root" },
+            path: &self.path,
+            data: Some(&self.data).filter(|d| d.as_object().is_some_and(|m| !m.is_empty())),
+            remote_address: self.remote.map(|a| a.ip().to_string()).unwrap_or_default(),
+            remote_port: self.remote.map(|a| a.port()).unwrap_or_default(),
         }
-        if !error.is_empty() {
-            m.insert("error".into(), json!(error));
-        }
-        Value::Object(m)
     }
 
-    /// The `response` object from the JSON body sent to the client.
-    fn response_json(&self, body: &Value) -> Value {
-        let mut r = json!({
-            "mount_point": self.mount_point,
-            "mount_type": self.mount_type,
-            "mount_accessor": self.mount_accessor,
-        });
-        for key in ["data", "auth", "wrap_info", "warnings"] {
-            if let Some(v) = body.get(key).filter(|v| !v.is_null()) {
-                r[key] = v.clone();
-            }
-        }
-        if let Some(lease) = body
-            .get("lease_id")
-            .and_then(Value::as_str)
+    fn entry(
+        &self,
+        kind: &'static str,
+        response: Option<ResponseJson<'_>>,
+        error: &str,
+    ) -> Vec<u8> {
+        let entry = EntryJson {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            kind,
+            auth: &self.auth,
+            request: self.request_json(),
+            response,
+            error,
+        };
+        // Borrowed strings, numbers and raw JSON: this cannot fail. An empty
+        // entry would be refused by the audit service (failing closed).
+        serde_json::to_vec(&entry).unwrap_or_default()
+    }
+
+    /// The `response` object from the body sent to the client.
+    fn response_json<'b>(&'b self, body: &ResponseBody<'b>) -> ResponseJson<'b> {
+        let mut r = ResponseJson {
+            mount_point: &self.mount_point,
+            mount_type: &self.mount_type,
+            mount_accessor: &self.mount_accessor,
+            data: None,
+            auth: None,
+            wrap_info: None,
+            warnings: None,
+            secret: None,
+        };
+        let Some(m) = &body.members else {
+            return r;
+        };
+        r.data = m.data;
+        r.auth = m.auth;
+        r.wrap_info = m.wrap_info;
+        r.warnings = m.warnings;
+        r.secret = m
+            .lease_id
+            .and_then(|l| serde_json::from_str::<&str>(l.get()).ok())
             .filter(|l| !l.is_empty())
-        {
-            r["secret"] = json!({ "lease_id": lease });
-        }
+            .map(|lease_id| Secret { lease_id });
         // Bare objects (no envelope) are recorded as data.
-        if body.is_object() && body.get("request_id").is_none() && body.get("errors").is_none() {
-            r["data"] = body.clone();
+        if m.request_id.is_none() && m.errors.is_none() {
+            r.data = body.whole();
         }
         r
     }
@@ -256,12 +486,12 @@ impl Context {
 
     /// The request entry, serialized (built when the request arrives).
     pub fn request_entry(&self, error: &str) -> Vec<u8> {
-        to_bytes(&self.entry("request", None, error))
+        self.entry("request", None, error)
     }
 
     /// The response entry for `body` (as the client will get it), serialized.
-    fn response_entry(&self, body: &Value, error: &str) -> Vec<u8> {
-        to_bytes(&self.entry("response", Some(self.response_json(body)), error))
+    fn response_entry(&self, body: &ResponseBody<'_>, error: &str) -> Vec<u8> {
+        self.entry("response", Some(self.response_json(body)), error)
     }
 
     /// Records the request (before it is acted on).
@@ -282,7 +512,7 @@ impl Context {
     pub async fn log_response(
         &self,
         gw: &Gateway,
-        body: &Value,
+        body: &ResponseBody<'_>,
         error: &str,
     ) -> Result<(), ApiError> {
         let m = bulwark_shared::metrics::metrics();
@@ -305,7 +535,7 @@ impl Context {
         &self,
         gw: &Gateway,
         request: Vec<u8>,
-        body: &Value,
+        body: &ResponseBody<'_>,
         error: &str,
     ) -> Result<(), ApiError> {
         let m = bulwark_shared::metrics::metrics();
@@ -319,10 +549,6 @@ impl Context {
         )
         .await
     }
-}
-
-fn to_bytes(entry: &Value) -> Vec<u8> {
-    serde_json::to_vec(entry).expect("entry serializes")
 }
 
 const UNKNOWN: u8 = 0;
@@ -458,7 +684,7 @@ impl AuditStream {
                 Err(_) => Err(tonic::Status::deadline_exceeded("audit did not answer")),
             }
         }
-        .instrument(span)
+        .instrument(span.unwrap_or_else(tracing::Span::none))
         .await;
         if waited.is_err() {
             conn.forget(id);
@@ -473,12 +699,20 @@ impl AuditStream {
         if let Some(c) = slot.as_ref().filter(|c| c.alive.load(Ordering::SeqCst)) {
             return Ok(c.clone());
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+        // Whatever queued while the stream was busy goes as one message.
+        let batches = futures::stream::poll_fn(move |cx| {
+            let mut entries = Vec::new();
+            match rx.poll_recv_many(cx, &mut entries, STREAM_BATCH) {
+                std::task::Poll::Ready(0) => std::task::Poll::Ready(None),
+                std::task::Poll::Ready(_) => {
+                    std::task::Poll::Ready(Some(LogStreamBatch { entries }))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        });
         let mut client = self.client.clone();
-        let answers = client
-            .log_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let answers = client.log_stream(batches).await?.into_inner();
         let conn = StreamConn {
             tx,
             pending: Default::default(),
@@ -492,6 +726,8 @@ impl AuditStream {
 
 /// Entries queued to the stream before the sender waits.
 pub const STREAM_QUEUE: usize = 1024;
+/// The most entries sent in one message.
+const STREAM_BATCH: usize = 256;
 
 impl StreamConn {
     fn forget(&self, id: u64) {
@@ -503,15 +739,13 @@ impl StreamConn {
 
     /// Hands each answer to its waiting entry; when the stream ends, marks
     /// it dead and fails every entry still waiting.
-    async fn read_answers(self, mut answers: tonic::Streaming<LogStreamResponse>) {
-        while let Ok(Some(a)) = answers.message().await {
-            let waiting = self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&a.id);
-            if let Some(w) = waiting {
-                let _ = w.send(a);
+    async fn read_answers(self, mut answers: tonic::Streaming<LogStreamAnswers>) {
+        while let Ok(Some(batch)) = answers.message().await {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for a in batch.answers {
+                if let Some(w) = pending.remove(&a.id) {
+                    let _ = w.send(a);
+                }
             }
         }
         self.alive.store(false, std::sync::atomic::Ordering::SeqCst);

@@ -664,7 +664,8 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
                 // Refused, so nothing was acted on: both entries at once.
                 let msg = e.errors.join("; ");
                 let request = ctx.request_entry(&msg);
-                let body = serde_json::json!({ "errors": e.errors });
+                let body = audit::error_body(&e.errors);
+                let body = audit::ResponseBody::new(&body);
                 ctx.log_request_and_response(gw, request, &body, &msg)
                     .await?;
             }
@@ -717,23 +718,14 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    let error = json
-        .get("errors")
-        .and_then(|e| e.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_default();
+    let body = audit::ResponseBody::new(&bytes);
+    let error = body.error_text();
     match request_entry {
         Some(request) => {
-            ctx.log_request_and_response(gw, request, &json, &error)
+            ctx.log_request_and_response(gw, request, &body, &error)
                 .await?
         }
-        None => ctx.log_response(gw, &json, &error).await?,
+        None => ctx.log_response(gw, &body, &error).await?,
     }
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
@@ -770,7 +762,7 @@ async fn authorize_request(
     ctx.operation = audit::operation_name(op, false);
     let caller = gw.authenticate(&req.headers, req.remote).await?;
     ctx.client_token_accessor = caller.entry.accessor.clone();
-    ctx.auth = audit::auth_json(Some(&caller), None);
+    ctx.set_auth(&caller, None);
     if path.starts_with("sys/internal/ui/mounts") {
         let allowed = bulwark_proto::policy::v1::AuthorizeResponse {
             allowed: true,
@@ -790,7 +782,7 @@ async fn authorize_request(
     }
     ctx.operation = audit::operation_name(op, pop == PolicyOp::Create);
     let decision = gw.authorize(&caller, path, op, pop).await?;
-    ctx.auth = audit::auth_json(Some(&caller), Some(&decision));
+    ctx.set_auth(&caller, Some(&decision));
     Ok((caller, decision))
 }
 

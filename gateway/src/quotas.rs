@@ -789,7 +789,8 @@ async fn audit_refusal(
     let msg = err.errors.join("; ");
     let logged = async {
         let request = ctx.request_entry(&msg);
-        let body = serde_json::json!({ "errors": err.errors });
+        let body = crate::audit::error_body(&err.errors);
+        let body = crate::audit::ResponseBody::new(&body);
         ctx.log_request_and_response(gw, request, &body, &msg).await
     };
     if let Err(e) = logged.await {

@@ -515,38 +515,59 @@ fn server_span(method: &str, request_id: &str) -> tracing::Span {
 // ---------------------------------------------------------------------------
 // Messages on a long-lived stream: each is traced like a call of its own.
 
+/// Whether the trace of the current span is sampled (recorded, exported).
+fn current_is_sampled() -> bool {
+    tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .is_sampled()
+}
+
 /// The client span of one message sent on a stream standing in for the
 /// unary call `method`, and the message's trace context (`traceparent`) and
-/// request id to send with it.
-pub fn stream_message_client(method: &str) -> (tracing::Span, String, String) {
-    let span = client_span(method);
-    let traceparent = traceparent(&span).unwrap_or_default();
+/// request id to send with it. A message of a trace that is not sampled
+/// gets no span and no trace context: nothing downstream would be recorded.
+pub fn stream_message_client(method: &str) -> (Option<tracing::Span>, String, String) {
     let request_id = current_request_id()
         .map(|id| id.to_string())
         .unwrap_or_default();
-    (span, traceparent, request_id)
+    if !current_is_sampled() {
+        return (None, String::new(), request_id);
+    }
+    let span = client_span(method);
+    let traceparent = traceparent(&span).unwrap_or_default();
+    (Some(span), traceparent, request_id)
 }
 
-/// Runs the handling of one streamed message (see [`stream_message_client`])
-/// in a server span continuing its trace, with its request id in scope.
-pub async fn stream_message_server<F: Future>(
+/// The server span of one streamed message (see [`stream_message_client`]),
+/// continuing its trace; none unless that trace is sampled. The caller keeps
+/// it open while the message is handled.
+pub fn stream_message_server(
     method: &str,
     traceparent: &str,
     request_id: &str,
-    fut: F,
-) -> F::Output {
-    let span = server_span(method, request_id);
-    if let Ok(v) = http::HeaderValue::from_str(traceparent) {
-        let mut h = http::HeaderMap::new();
-        h.insert("traceparent", v);
-        let _ = span.set_parent(extract(&h));
+) -> Option<tracing::Span> {
+    let v = http::HeaderValue::from_str(traceparent).ok()?;
+    let mut h = http::HeaderMap::new();
+    h.insert("traceparent", v);
+    let parent = extract(&h);
+    if !parent.span().span_context().is_sampled() {
+        return None;
     }
-    let fut = fut.instrument(span);
-    if valid_request_id(request_id) {
-        with_request_id(Arc::from(request_id), fut).await
+    let request_id = if valid_request_id(request_id) {
+        request_id
     } else {
-        fut.await
-    }
+        ""
+    };
+    let span = server_span(method, request_id);
+    let _ = span.set_parent(parent);
+    Some(span)
+}
+
+/// Records the outcome of a call on its span.
+pub fn record_status(span: &tracing::Span, code: tonic::Code) {
+    span.record("rpc.grpc.status_code", code_name(code));
 }
 
 // ---------------------------------------------------------------------------

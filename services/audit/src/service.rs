@@ -10,50 +10,84 @@ use bulwark_proto::audit::v1 as pb;
 use bulwark_proto::audit::v1::audit_server::Audit;
 use tonic::{Request, Response, Status};
 
-use crate::broker::{AuditBroker, DeviceConfig};
+use crate::broker::{AuditBroker, DeviceConfig, Group};
 use crate::entry::NonHmacKeys;
 
-/// Entries of one `LogStream` being recorded at once.
+/// Batches of one `LogStream` being recorded at once.
 pub const STREAM_IN_FLIGHT: usize = 4096;
 
-/// Records one streamed entry, traced as a `Log` call of its own.
-async fn log_one(broker: &AuditBroker, msg: pb::LogStreamRequest) -> pb::LogStreamResponse {
-    let id = msg.id;
-    let entry = msg.entry.unwrap_or_default();
-    let logged = bulwark_shared::telemetry::stream_message_server(
-        LOG_METHOD,
-        &msg.traceparent,
-        &msg.request_id,
-        async {
-            let non_hmac = NonHmacKeys {
-                request: &entry.non_hmac_request_keys,
-                response: &entry.non_hmac_response_keys,
-            };
-            let entries: Vec<&[u8]> = std::iter::once(&entry.entry)
-                .chain(&msg.following)
-                .map(Vec::as_slice)
-                .collect();
-            broker.log_all(&entries, non_hmac).await
-        },
-    )
-    .await;
-    match logged {
-        Ok(recorded) => pb::LogStreamResponse {
-            id,
-            recorded,
-            code: 0,
-            message: String::new(),
-        },
+/// Records a batch of streamed entries, each traced (when its trace is
+/// sampled) as a `Log` call of its own, and answers each by id.
+async fn log_batch(broker: &AuditBroker, batch: pb::LogStreamBatch) -> pb::LogStreamAnswers {
+    let spans: Vec<Option<tracing::Span>> = batch
+        .entries
+        .iter()
+        .map(|m| {
+            bulwark_shared::telemetry::stream_message_server(
+                LOG_METHOD,
+                &m.traceparent,
+                &m.request_id,
+            )
+        })
+        .collect();
+    let missing = pb::LogRequest::default();
+    let groups: Vec<Group<'_>> = batch
+        .entries
+        .iter()
+        .map(|m| {
+            let entry = m.entry.as_ref().unwrap_or(&missing);
+            Group {
+                entries: std::iter::once(&entry.entry)
+                    .chain(&m.following)
+                    .map(Vec::as_slice)
+                    .collect(),
+                non_hmac: NonHmacKeys {
+                    request: &entry.non_hmac_request_keys,
+                    response: &entry.non_hmac_response_keys,
+                },
+            }
+        })
+        .collect();
+    let results = match broker.log_groups(&groups).await {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.map_err(Status::from))
+            .collect(),
         Err(e) => {
             let status = Status::from(e);
-            pb::LogStreamResponse {
-                id,
-                recorded: 0,
-                code: status.code() as i32,
-                message: status.message().to_string(),
-            }
+            groups
+                .iter()
+                .map(|_| Err(Status::new(status.code(), status.message())))
+                .collect::<Vec<_>>()
         }
-    }
+    };
+    let answers = batch
+        .entries
+        .iter()
+        .zip(results)
+        .zip(spans)
+        .map(|((m, result), span)| {
+            let answer = match result {
+                Ok(recorded) => pb::LogStreamResponse {
+                    id: m.id,
+                    recorded,
+                    code: 0,
+                    message: String::new(),
+                },
+                Err(status) => pb::LogStreamResponse {
+                    id: m.id,
+                    recorded: 0,
+                    code: status.code() as i32,
+                    message: status.message().to_string(),
+                },
+            };
+            if let Some(span) = span {
+                bulwark_shared::telemetry::record_status(&span, tonic::Code::from(answer.code));
+            }
+            answer
+        })
+        .collect();
+    pb::LogStreamAnswers { answers }
 }
 
 /// The unary method a streamed entry stands for (span names, metrics).
@@ -142,30 +176,29 @@ impl Audit for AuditService {
         Ok(Response::new(pb::LogResponse { recorded }))
     }
 
-    type LogStreamStream = std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<pb::LogStreamResponse, Status>> + Send>,
-    >;
+    type LogStreamStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::LogStreamAnswers, Status>> + Send>>;
 
-    /// Records each entry of the stream as `log` would, concurrently (up to
-    /// [`STREAM_IN_FLIGHT`] at once, so that group commit can batch them),
-    /// answering each by id.
+    /// Records each batch of the stream as `log` would each of its entries,
+    /// batches concurrently (up to [`STREAM_IN_FLIGHT`] at once, so that
+    /// group commit can join them), answering each batch in one message.
     async fn log_stream(
         &self,
-        req: Request<tonic::Streaming<pb::LogStreamRequest>>,
+        req: Request<tonic::Streaming<pb::LogStreamBatch>>,
     ) -> Result<Response<Self::LogStreamStream>, Status> {
         let mut inbound = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT);
         let broker = self.broker.clone();
         tokio::spawn(async move {
             let limit = Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT));
-            while let Ok(Some(msg)) = inbound.message().await {
+            while let Ok(Some(batch)) = inbound.message().await {
                 let Ok(permit) = limit.clone().acquire_owned().await else {
                     return;
                 };
                 let (broker, tx) = (broker.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let answer = log_one(&broker, msg).await;
-                    let _ = tx.send(Ok(answer)).await;
+                    let answers = log_batch(&broker, batch).await;
+                    let _ = tx.send(Ok(answers)).await;
                     drop(permit);
                 });
             }
@@ -309,31 +342,53 @@ mod tests {
         let msg = |id, following: Vec<&[u8]>| pb::LogStreamRequest {
             id,
             entry: Some(pb::LogRequest {
-                entry: br#"{"time":"t1","type":"request","request":{"id":"r1"}}"#.to_vec(),
+                entry: format!(r#"{{"time":"t1","type":"request","request":{{"id":"r{id}"}}}}"#)
+                    .into_bytes(),
                 ..Default::default()
             }),
             following: following.into_iter().map(<[u8]>::to_vec).collect(),
             ..Default::default()
         };
-        let answer = log_one(
+        let batch = |entries| pb::LogStreamBatch { entries };
+        let answers = log_batch(
             &h.broker,
-            msg(
+            batch(vec![msg(
                 7,
-                vec![br#"{"time":"t2","type":"response","request":{"id":"r1"}}"#],
-            ),
+                vec![br#"{"time":"t2","type":"response","request":{"id":"r7"}}"#],
+            )]),
         )
-        .await;
-        assert_eq!((answer.id, answer.code, answer.recorded), (7, 0, 1));
+        .await
+        .answers;
+        let got: Vec<_> = answers.iter().map(|a| (a.id, a.code, a.recorded)).collect();
+        assert_eq!(got, [(7, 0, 1)]);
         assert_eq!(writer_batches(), before.map(|b| b + 1), "one batch");
         let text = std::fs::read_to_string(&file).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].contains(r#""type":"request""#), "{text}");
         assert!(lines[1].contains(r#""type":"response""#), "{text}");
-        // A bad following entry refuses the whole message: nothing written.
-        let answer = log_one(&h.broker, msg(8, vec![b"[1]"])).await;
-        assert_eq!(answer.code, Code::InvalidArgument as i32);
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+        // A bad following entry refuses its whole message, and only it: the
+        // other messages of the batch are written, together.
+        let answers = log_batch(
+            &h.broker,
+            batch(vec![msg(8, vec![b"[1]"]), msg(9, vec![]), msg(10, vec![])]),
+        )
+        .await
+        .answers;
+        let got: Vec<_> = answers.iter().map(|a| (a.id, a.code, a.recorded)).collect();
+        assert_eq!(
+            got,
+            [(8, Code::InvalidArgument as i32, 0), (9, 0, 1), (10, 0, 1)]
+        );
+        assert_eq!(writer_batches(), before.map(|b| b + 2), "one batch");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(r#""id":"r8""#), "{text}");
+        let tail: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(tail.len(), 2, "{text}");
+        assert!(
+            tail[0].contains(r#""id":"r9""#) && tail[1].contains(r#""id":"r10""#),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -51,6 +51,11 @@ pub struct Args {
     /// cleanup: cost growth with the number of tokens.
     #[arg(long, default_value_t = 0)]
     pub tokens: usize,
+    /// Extra live leases (2h dynamic PostgreSQL credentials, needs -pg-url)
+    /// created before measuring, revoked at cleanup: cost growth with the
+    /// number of leases.
+    #[arg(long, default_value_t = 0)]
+    pub leases: usize,
     /// Output format on stdout: table or json.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     pub format: String,
@@ -119,8 +124,12 @@ impl Args {
         }
         cfg.keys = self.keys;
         cfg.tokens = self.tokens;
+        cfg.leases = self.leases;
         cfg.baseline = self.baseline;
         cfg.pg_url = self.pg_url.filter(|u| !u.is_empty());
+        if cfg.leases > 0 && cfg.pg_url.is_none() {
+            bail!("-leases needs -pg-url");
+        }
         cfg.audit_file = self.audit_file;
         cfg.request_token = self.request_token;
         cfg.setup_only = self.setup_only;
@@ -300,6 +309,16 @@ mod tests {
         assert_eq!(cfg.keys, 7);
         assert_eq!(cfg.warmup, Duration::ZERO);
         assert!(parse_levels("1,0").is_err());
+        let leases = |extra: &[&str]| {
+            let mut argv = vec!["b", "-token", "t", "-leases", "5"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(normalize(os(&argv)))
+                .unwrap()
+                .into_config()
+        };
+        let err = leases(&[]).err().expect("-leases without -pg-url");
+        assert!(err.to_string().contains("-pg-url"), "{err}");
+        assert_eq!(leases(&["-pg-url", "postgres://x"]).unwrap().leases, 5);
         assert!(
             Args::try_parse_from(normalize(os(&["b", "-duration", "1s", "-requests", "5"])))
                 .is_err()

@@ -51,6 +51,9 @@ pub struct Config {
     /// Extra live tokens created before measuring (cost growth with the
     /// number of tokens).
     pub tokens: usize,
+    /// Extra live leases created before measuring (cost growth with the
+    /// number of leases; needs `pg_url`).
+    pub leases: usize,
     /// Measure the in-process baseline too.
     pub baseline: bool,
     /// PostgreSQL URL for `db-creds`; without it that scenario is skipped.
@@ -82,6 +85,7 @@ impl Config {
             warmup: Duration::from_secs(2),
             keys: 1000,
             tokens: 0,
+            leases: 0,
             baseline: true,
             pg_url: None,
             audit_file: None,
@@ -193,6 +197,14 @@ impl Session {
                 cfg.tokens
             ));
         }
+        if let (n @ 1.., Some(url)) = (cfg.leases, cfg.pg_url.as_deref()) {
+            progress(cfg, &format!("creating {n} live leases"));
+            scenario::seed_leases(target, &self.prefix, url, n, &mut self.undo).await?;
+            self.created.push(format!(
+                "{n} live 2h database leases on mount {}-leases/",
+                self.prefix
+            ));
+        }
         for (sc, plan) in self.plans.iter_mut() {
             if !matches!(sc, Scenario::UserpassLogin | Scenario::ApproleLogin) {
                 plan.token = token.clone();
@@ -271,6 +283,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
             concurrency: cfg.concurrency.clone(),
             keys: cfg.keys,
             tokens: cfg.tokens,
+            leases: cfg.leases,
             baseline: cfg.baseline,
             audit_file: cfg.audit_file.clone(),
             request_token: if cfg.request_token.is_some() {

@@ -62,6 +62,7 @@ pub struct Settings {
     pub concurrency: Vec<usize>,
     pub keys: usize,
     pub tokens: usize,
+    pub leases: usize,
     pub baseline: bool,
     pub audit_file: Option<String>,
     /// `scoped` (a token with a policy for the run's paths only, as production

@@ -522,6 +522,47 @@ pub(crate) async fn seed_tokens(target: &Target, n: usize, undo: &mut Vec<Undo>)
         .context("seeding tokens")
 }
 
+/// Creates `n` live leases (2h dynamic PostgreSQL credentials) on a database
+/// mount of their own, revoked when the mount is disabled at cleanup.
+pub(crate) async fn seed_leases(
+    target: &Target,
+    prefix: &str,
+    pg_url: &str,
+    n: usize,
+    undo: &mut Vec<Undo>,
+) -> Result<()> {
+    let mount = format!("{prefix}-leases");
+    enable_mount(target, &mount, json!({"type": "database"}), undo).await?;
+    target
+        .write(
+            &format!("{mount}/config/pg"),
+            &json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": pg_url,
+                "allowed_roles": "seed",
+                "verify_connection": true,
+            }),
+        )
+        .await?;
+    target
+        .write(
+            &format!("{mount}/roles/seed"),
+            &json!({
+                "db_name": "pg",
+                "creation_statements": r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#,
+                "default_ttl": "2h",
+                "max_ttl": "4h",
+            }),
+        )
+        .await?;
+    let path = format!("{mount}/creds/seed");
+    futures::stream::iter((0..n).map(|_| target.read(&path)))
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_for_each(|_| async { Ok::<(), anyhow::Error>(()) })
+        .await
+        .context("seeding leases")
+}
+
 /// The kv secret seeded at index `i`: what a read scenario reads back.
 pub fn seed_secret(prefix: &str, i: usize) -> Value {
     json!({

@@ -115,6 +115,7 @@ async fn every_scenario_with_audit_ratios_and_cleanup() {
     names.push("kv2-read=3,kv2-write=1");
     let mut cfg = short(&dev.addr, &names);
     cfg.pg_url = Some(pg.url.clone());
+    cfg.leases = 3;
     cfg.audit_file = Some(audit.to_str().expect("utf-8 path").to_string());
     let out = dev.dir.path().join("report.json");
 
@@ -227,6 +228,22 @@ async fn every_scenario_with_audit_ratios_and_cleanup() {
     assert!(
         log.contains("auth/token/create"),
         "token creation not audited"
+    );
+    // Three leases seeded through the API; their mount (and so the leases)
+    // is gone after cleanup.
+    assert_eq!(
+        log.matches(&format!("\"path\":\"{}-leases/creds/seed\"", report.prefix))
+            .count(),
+        3 * 2,
+        "three lease reads, request and response entries"
+    );
+    assert!(
+        report
+            .created
+            .iter()
+            .any(|c| c.starts_with("3 live 2h database leases")),
+        "{:?}",
+        report.created
     );
     let left = leftovers(&dev.addr, &report.prefix).await;
     assert!(left.is_empty(), "not cleaned up: {left:?}");

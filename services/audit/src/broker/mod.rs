@@ -122,6 +122,13 @@ impl Device {
     }
 }
 
+/// Entries recorded together (all or none), with their mount's non-HMAC
+/// keys.
+pub struct Group<'a> {
+    pub entries: Vec<&'a [u8]>,
+    pub non_hmac: NonHmacKeys<'a>,
+}
+
 #[derive(Default)]
 struct Table {
     /// Whether `devices` reflects storage (false after start and seal).
@@ -379,57 +386,104 @@ impl AuditBroker {
         entries: &[&[u8]],
         non_hmac: NonHmacKeys<'_>,
     ) -> Result<u32, AuditError> {
+        let group = Group {
+            entries: entries.to_vec(),
+            non_hmac,
+        };
+        self.log_groups(&[group])
+            .await?
+            .pop()
+            .unwrap_or(Err(AuditError::NotRecorded))
+    }
+
+    /// Records many groups of entries at once: each group is refused alone
+    /// if one of its entries is not a JSON object; the others are written
+    /// in order, on each device in one batch (all or none). One result per
+    /// group: how many devices recorded it. `Err` for the whole call when
+    /// sealed or the device table cannot be read.
+    pub async fn log_groups(
+        &self,
+        groups: &[Group<'_>],
+    ) -> Result<Vec<Result<u32, AuditError>>, AuditError> {
         self.ensure_unsealed().await?;
         let devices = self.devices().await?;
         if devices.is_empty() {
-            return Ok(0);
+            return Ok(groups.iter().map(|_| Ok(0)).collect());
         }
-        let entries = entries
-            .iter()
-            .map(|entry| match serde_json::from_slice::<Value>(entry) {
-                Ok(Value::Object(map)) => Ok(map),
-                // Never echo the entry (nor serde's excerpt of it).
-                _ => Err(AuditError::Invalid("entry must be a JSON object".into())),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut results = Vec::with_capacity(groups.len());
+        let mut parsed = Vec::with_capacity(groups.len());
+        for group in groups {
+            let entries = group
+                .entries
+                .iter()
+                .map(|entry| match serde_json::from_slice::<Value>(entry) {
+                    Ok(Value::Object(map)) => Ok(map),
+                    // Never echo the entry (nor serde's excerpt of it).
+                    _ => Err(AuditError::Invalid("entry must be a JSON object".into())),
+                })
+                .collect::<Result<Vec<_>, _>>();
+            match entries {
+                Ok(entries) => {
+                    results.push(None);
+                    parsed.push((entries, group.non_hmac));
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if parsed.is_empty() {
+            return Ok(results.into_iter().flatten().collect());
+        }
         // Every device but the last works on a copy; the last takes them.
-        let mut entries = Some(entries);
+        let mut parsed = Some(parsed);
         let last = devices.len() - 1;
-        let results = join_all(devices.iter().enumerate().map(|(i, device)| {
+        let written = join_all(devices.iter().enumerate().map(|(i, device)| {
             let lines: Vec<Vec<u8>> = if i == last {
-                let owned = entries.take().unwrap_or_default();
-                owned
+                parsed
+                    .take()
+                    .unwrap_or_default()
                     .into_iter()
-                    .map(|e| device.line(e, non_hmac))
+                    .flat_map(|(entries, non_hmac)| {
+                        entries.into_iter().map(move |e| device.line(e, non_hmac))
+                    })
                     .collect()
             } else {
-                entries
+                parsed
                     .iter()
                     .flatten()
-                    .map(|e| device.line(e.clone(), non_hmac))
+                    .flat_map(|(entries, non_hmac)| {
+                        entries.iter().map(|e| device.line(e.clone(), *non_hmac))
+                    })
                     .collect()
             };
             async move { device.writer.write_all(lines).await }
         }))
         .await;
-        let recorded = results.iter().filter(|ok| **ok).count();
+        let recorded = written.iter().filter(|ok| **ok).count();
         if recorded == 0 {
             tracing::error!(
                 devices = devices.len(),
                 "no audit device could record an entry"
             );
-            return Err(AuditError::NotRecorded);
-        }
-        if recorded < devices.len() {
+        } else if recorded < devices.len() {
             let failed: Vec<&str> = devices
                 .iter()
-                .zip(&results)
+                .zip(&written)
                 .filter(|(_, ok)| !**ok)
                 .map(|(d, _)| d.config.path.as_str())
                 .collect();
             tracing::warn!(?failed, recorded, "audit devices failed to record an entry");
         }
-        Ok(u32::try_from(recorded).unwrap_or(u32::MAX))
+        let outcome = || {
+            if recorded == 0 {
+                Err(AuditError::NotRecorded)
+            } else {
+                Ok(u32::try_from(recorded).unwrap_or(u32::MAX))
+            }
+        };
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(outcome))
+            .collect())
     }
 
     /// Closes and reopens every device (log rotation): lines queued before
