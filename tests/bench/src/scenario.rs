@@ -371,29 +371,7 @@ pub(crate) async fn prepare(
                 .as_deref()
                 .ok_or_else(|| anyhow!("db-creds needs -pg-url"))?;
             let mount = format!("{p}-db");
-            enable_mount(target, &mount, json!({"type": "database"}), undo).await?;
-            target
-                .write(
-                    &format!("{mount}/config/pg"),
-                    &json!({
-                        "plugin_name": "postgresql-database-plugin",
-                        "connection_url": url,
-                        "allowed_roles": "bench",
-                        "verify_connection": true,
-                    }),
-                )
-                .await?;
-            target
-                .write(
-                    &format!("{mount}/roles/bench"),
-                    &json!({
-                        "db_name": "pg",
-                        "creation_statements": r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#,
-                        "default_ttl": "2m",
-                        "max_ttl": "10m",
-                    }),
-                )
-                .await?;
+            database_mount(target, &mount, url, "bench", ("2m", "10m"), undo).await?;
             Prepared {
                 plan: plan(
                     Method::GET,
@@ -532,35 +510,49 @@ pub(crate) async fn seed_leases(
     undo: &mut Vec<Undo>,
 ) -> Result<()> {
     let mount = format!("{prefix}-leases");
-    enable_mount(target, &mount, json!({"type": "database"}), undo).await?;
-    target
-        .write(
-            &format!("{mount}/config/pg"),
-            &json!({
-                "plugin_name": "postgresql-database-plugin",
-                "connection_url": pg_url,
-                "allowed_roles": "seed",
-                "verify_connection": true,
-            }),
-        )
-        .await?;
-    target
-        .write(
-            &format!("{mount}/roles/seed"),
-            &json!({
-                "db_name": "pg",
-                "creation_statements": r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#,
-                "default_ttl": "2h",
-                "max_ttl": "4h",
-            }),
-        )
-        .await?;
+    database_mount(target, &mount, pg_url, "seed", ("2h", "4h"), undo).await?;
     let path = format!("{mount}/creds/seed");
     futures::stream::iter((0..n).map(|_| target.read(&path)))
         .buffer_unordered(SEED_CONCURRENCY)
         .try_for_each(|_| async { Ok::<(), anyhow::Error>(()) })
         .await
         .context("seeding leases")
+}
+
+/// A database mount at `mount` on the PostgreSQL at `url`, with one role
+/// `role` whose credentials live `ttl` (default, max).
+async fn database_mount(
+    target: &Target,
+    mount: &str,
+    url: &str,
+    role: &str,
+    ttl: (&str, &str),
+    undo: &mut Vec<Undo>,
+) -> Result<()> {
+    enable_mount(target, mount, json!({"type": "database"}), undo).await?;
+    target
+        .write(
+            &format!("{mount}/config/pg"),
+            &json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": url,
+                "allowed_roles": role,
+                "verify_connection": true,
+            }),
+        )
+        .await?;
+    target
+        .write(
+            &format!("{mount}/roles/{role}"),
+            &json!({
+                "db_name": "pg",
+                "creation_statements": r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#,
+                "default_ttl": ttl.0,
+                "max_ttl": ttl.1,
+            }),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The kv secret seeded at index `i`: what a read scenario reads back.
