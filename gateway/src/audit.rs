@@ -73,32 +73,29 @@ pub fn operation_name(op: Operation, create: bool) -> &'static str {
 // and of the response body as sent: no JSON tree is built for them (the
 // audit service orders the keys when it renders a line).
 
-/// The `auth` object of an entry.
+/// The `auth` object of an entry: the caller (none before authentication)
+/// and the policy results.
 #[derive(Serialize)]
 struct AuthJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    accessor: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    policies: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_policies: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Option<&'a std::collections::HashMap<String, String>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    entity_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_ttl: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_issue_time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remaining_uses: Option<i64>,
+    #[serde(flatten)]
+    caller: Option<CallerJson<'a>>,
     policy_results: PolicyResults<'a>,
+}
+
+/// What an entry records of the caller's token.
+#[derive(Serialize)]
+struct CallerJson<'a> {
+    client_token: &'a str,
+    accessor: &'a str,
+    display_name: &'a str,
+    policies: &'a [String],
+    token_policies: &'a [String],
+    metadata: Option<&'a std::collections::HashMap<String, String>>,
+    entity_id: &'static str,
+    token_type: &'a str,
+    token_ttl: i64,
+    token_issue_time: String,
+    remaining_uses: i64,
 }
 
 #[derive(Serialize)]
@@ -118,76 +115,53 @@ struct GrantingPolicy<'a> {
 
 /// The `auth` object of an entry, serialized.
 fn auth_json(caller: Option<&Caller>, decision: Option<&AuthorizeResponse>) -> Box<RawValue> {
-    let auth = match caller {
-        None => AuthJson {
-            client_token: None,
-            accessor: None,
-            display_name: None,
-            policies: None,
-            token_policies: None,
-            metadata: None,
-            entity_id: None,
-            token_type: None,
-            token_ttl: None,
-            token_issue_time: None,
-            remaining_uses: None,
-            policy_results: PolicyResults {
-                allowed: false,
-                granting_policies: None,
+    let caller = caller.map(|c| {
+        let e = &c.entry;
+        CallerJson {
+            client_token: &c.token,
+            accessor: &e.accessor,
+            display_name: &e.display_name,
+            policies: &e.policies,
+            token_policies: &e.policies,
+            metadata: (!e.meta.is_empty()).then_some(&e.meta),
+            entity_id: "",
+            token_type: if e.r#type.is_empty() {
+                "service"
+            } else {
+                e.r#type.as_str()
             },
-        },
-        Some(c) => {
-            let e = &c.entry;
-            AuthJson {
-                client_token: Some(&c.token),
-                accessor: Some(&e.accessor),
-                display_name: Some(&e.display_name),
-                policies: Some(&e.policies),
-                token_policies: Some(&e.policies),
-                metadata: Some((!e.meta.is_empty()).then_some(&e.meta)),
-                entity_id: Some(""),
-                token_type: Some(if e.r#type.is_empty() {
-                    "service"
-                } else {
-                    e.r#type.as_str()
-                }),
-                token_ttl: Some(e.creation_ttl),
-                token_issue_time: Some(
-                    chrono::DateTime::from_timestamp(e.issue_time, 0)
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                        .unwrap_or_default(),
-                ),
-                remaining_uses: Some(e.num_uses),
-                policy_results: PolicyResults {
-                    allowed: decision.is_some_and(|d| d.allowed),
-                    granting_policies: Some(
-                        decision
-                            .map(|d| {
-                                d.granting_policies
-                                    .iter()
-                                    .map(|p| GrantingPolicy {
-                                        name: p,
-                                        namespace_id: "root",
-                                        kind: "acl",
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    ),
-                },
-            }
+            token_ttl: e.creation_ttl,
+            token_issue_time: chrono::DateTime::from_timestamp(e.issue_time, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            remaining_uses: e.num_uses,
         }
+    });
+    // With a caller, the granting policies are listed (empty before the
+    // decision); without one, only `allowed`.
+    let granting_policies = caller.as_ref().map(|_| {
+        decision
+            .map(|d| {
+                d.granting_policies
+                    .iter()
+                    .map(|p| GrantingPolicy {
+                        name: p,
+                        namespace_id: "root",
+                        kind: "acl",
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    let auth = AuthJson {
+        caller,
+        policy_results: PolicyResults {
+            allowed: decision.is_some_and(|d| d.allowed),
+            granting_policies,
+        },
     };
-    raw(&auth)
-}
-
-/// `value` as a raw JSON value (`null` should it ever fail to serialize).
-fn raw<T: Serialize>(value: &T) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value).unwrap_or_else(|_| null())
-}
-
-fn null() -> Box<RawValue> {
-    RawValue::from_string("null".into()).unwrap_or_default()
+    // Borrowed strings and numbers always serialize; `null` otherwise.
+    serde_json::value::to_raw_value(&auth).unwrap_or_default()
 }
 
 /// The `request` object of an entry.
@@ -279,7 +253,7 @@ pub struct ResponseBody<'a> {
 }
 
 /// The body of an error answer, `{"errors": [...]}`.
-pub fn error_body(errors: &[String]) -> Vec<u8> {
+fn error_body(errors: &[String]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "errors": errors })).unwrap_or_default()
 }
 
@@ -525,6 +499,16 @@ impl Context {
             &m.audit_response_failure,
         )
         .await
+    }
+
+    /// Records a refused request and its error answer together: nothing
+    /// was acted on.
+    pub async fn log_refused(&self, gw: &Gateway, errors: &[String]) -> Result<(), ApiError> {
+        let msg = errors.join("; ");
+        let request = self.request_entry(&msg);
+        let body = error_body(errors);
+        self.log_request_and_response(gw, request, &ResponseBody::new(&body), &msg)
+            .await
     }
 
     /// Records `request` (from [`Context::request_entry`]) and the response

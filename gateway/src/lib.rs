@@ -662,12 +662,7 @@ pub async fn dispatch(gw: &Gateway, req: ApiRequest) -> Result<Response, ApiErro
         Err(e) => {
             if audited {
                 // Refused, so nothing was acted on: both entries at once.
-                let msg = e.errors.join("; ");
-                let request = ctx.request_entry(&msg);
-                let body = audit::error_body(&e.errors);
-                let body = audit::ResponseBody::new(&body);
-                ctx.log_request_and_response(gw, request, &body, &msg)
-                    .await?;
+                ctx.log_refused(gw, &e.errors).await?;
             }
             return Err(e);
         }

@@ -786,13 +786,7 @@ async fn audit_refusal(
     );
     let op = crate::request::operation(method, query).unwrap_or(Operation::Read);
     ctx.operation = crate::audit::operation_name(op, false);
-    let msg = err.errors.join("; ");
-    let logged = async {
-        let request = ctx.request_entry(&msg);
-        let body = crate::audit::error_body(&err.errors);
-        let body = crate::audit::ResponseBody::new(&body);
-        ctx.log_request_and_response(gw, request, &body, &msg).await
-    };
+    let logged = ctx.log_refused(gw, &err.errors);
     if let Err(e) = logged.await {
         tracing::warn!(
             status = e.status.as_u16(),

@@ -527,14 +527,14 @@ fn current_is_sampled() -> bool {
 /// The client span of one message sent on a stream standing in for the
 /// unary call `method`, and the message's trace context (`traceparent`) and
 /// request id to send with it. A message of a trace that is not sampled
-/// gets no span and no trace context: nothing downstream would be recorded.
+/// gets none of them: nothing downstream would be recorded.
 pub fn stream_message_client(method: &str) -> (Option<tracing::Span>, String, String) {
+    if !current_is_sampled() {
+        return (None, String::new(), String::new());
+    }
     let request_id = current_request_id()
         .map(|id| id.to_string())
         .unwrap_or_default();
-    if !current_is_sampled() {
-        return (None, String::new(), request_id);
-    }
     let span = client_span(method);
     let traceparent = traceparent(&span).unwrap_or_default();
     (Some(span), traceparent, request_id)

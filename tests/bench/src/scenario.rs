@@ -493,11 +493,20 @@ pub(crate) async fn seed_tokens(target: &Target, n: usize, undo: &mut Vec<Undo>)
     let parent = create_token(target, &body, "the seeded tokens' parent", undo).await?;
     let as_parent = target.with_token(&parent);
     let body = json!({"ttl": "2h", "display_name": "bench-seeded"});
-    futures::stream::iter((0..n).map(|_| as_parent.write("auth/token/create", &body)))
-        .buffer_unordered(SEED_CONCURRENCY)
-        .try_for_each(|_| async { Ok::<(), anyhow::Error>(()) })
+    repeat(n, || as_parent.write("auth/token/create", &body))
         .await
         .context("seeding tokens")
+}
+
+/// Runs `call` `n` times, a few at a time; the first failure ends it.
+async fn repeat<T, F: std::future::Future<Output = Result<T>>>(
+    n: usize,
+    call: impl Fn() -> F,
+) -> Result<()> {
+    futures::stream::iter((0..n).map(|_| call()))
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_for_each(|_| async { Ok(()) })
+        .await
 }
 
 /// Creates `n` live leases (2h dynamic PostgreSQL credentials) on a database
@@ -512,9 +521,7 @@ pub(crate) async fn seed_leases(
     let mount = format!("{prefix}-leases");
     database_mount(target, &mount, pg_url, "seed", ("2h", "4h"), undo).await?;
     let path = format!("{mount}/creds/seed");
-    futures::stream::iter((0..n).map(|_| target.read(&path)))
-        .buffer_unordered(SEED_CONCURRENCY)
-        .try_for_each(|_| async { Ok::<(), anyhow::Error>(()) })
+    repeat(n, || target.read(&path))
         .await
         .context("seeding leases")
 }
