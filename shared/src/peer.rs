@@ -8,6 +8,7 @@
 //! not on the list: the call is refused before any handler runs. The identity
 //! is handed to handlers as a [`PeerIdentity`] request extension.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -80,12 +81,14 @@ impl AllowList {
 #[derive(Clone)]
 pub struct PeerAuthzLayer {
     allow: Arc<AllowList>,
+    identities: Arc<IdentityCache>,
 }
 
 impl PeerAuthzLayer {
     pub fn new(allow: AllowList) -> Self {
         PeerAuthzLayer {
             allow: Arc::new(allow),
+            identities: Default::default(),
         }
     }
 }
@@ -97,6 +100,7 @@ impl<S> Layer<S> for PeerAuthzLayer {
         PeerAuthz {
             inner,
             allow: self.allow.clone(),
+            identities: self.identities.clone(),
         }
     }
 }
@@ -105,6 +109,31 @@ impl<S> Layer<S> for PeerAuthzLayer {
 pub struct PeerAuthz<S> {
     inner: S,
     allow: Arc<AllowList>,
+    identities: Arc<IdentityCache>,
+}
+
+/// The identities of the certificates presented lately. A connection
+/// presents the same certificate on every call and a server has a handful
+/// of peers: each certificate is parsed once, not on every call.
+#[derive(Default)]
+struct IdentityCache(std::sync::Mutex<VecDeque<(Arc<[u8]>, Option<ServiceName>)>>);
+
+/// The most certificates [`IdentityCache`] remembers.
+const IDENTITY_CACHE: usize = 64;
+
+impl IdentityCache {
+    /// [`identity_of`] `der`, remembered.
+    fn identity(&self, der: &[u8]) -> Option<ServiceName> {
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, id)) = lock().iter().find(|(c, _)| **c == *der) {
+            return *id;
+        }
+        let id = identity_of(der);
+        let mut seen = lock();
+        seen.push_front((Arc::from(der), id));
+        seen.truncate(IDENTITY_CACHE);
+        id
+    }
 }
 
 impl<S, B> Service<http::Request<B>> for PeerAuthz<S>
@@ -128,7 +157,7 @@ where
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
             .and_then(|info| info.peer_certs())
-            .and_then(|certs| certs.first().and_then(|c| identity_of(c)));
+            .and_then(|certs| certs.first().and_then(|c| self.identities.identity(c)));
         let path = req.uri().path();
         let refusal = match caller {
             None => Some(tonic::Status::unauthenticated(
@@ -183,5 +212,29 @@ mod tests {
         // The CA certificate itself names no service.
         let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
         assert_eq!(identity_of(&ca_pem.contents), None);
+    }
+
+    #[test]
+    fn remembered_identities_are_those_of_the_same_certificate() {
+        let ca = crate::tls::InternalCa::generate().unwrap();
+        let der = |pem: &str| {
+            x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                .unwrap()
+                .1
+                .contents
+        };
+        let audit = der(&ca.issue(Audit, &[], 1).unwrap().cert_pem);
+        let kv = der(&ca.issue(Kv, &[], 1).unwrap().cert_pem);
+        let cache = IdentityCache::default();
+        for _ in 0..2 {
+            assert_eq!(cache.identity(&audit), Some(Audit));
+            assert_eq!(cache.identity(&kv), Some(Kv));
+            assert_eq!(cache.identity(ca.cert_pem().as_bytes()), None);
+        }
+        for i in 0..2 * IDENTITY_CACHE {
+            cache.identity(format!("junk {i}").as_bytes());
+        }
+        assert_eq!(cache.0.lock().unwrap().len(), IDENTITY_CACHE);
+        assert_eq!(cache.identity(&kv), Some(Kv));
     }
 }

@@ -34,12 +34,13 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::metrics::metrics;
+
+mod gate;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -208,13 +209,14 @@ pub fn init(
     // attributes, no busy/idle timing on every poll, and no OpenTelemetry
     // context attached on every enter (nothing here reads the ambient
     // context; propagation takes it from the span itself).
+    // Spans of traces that are not sampled skip the layer (see `gate`).
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
         .with_context_activation(false)
-        .with_filter(LevelFilter::INFO);
+        .with_filter(gate::OtelFilter);
     let registry = tracing_subscriber::registry().with(otel);
     let installed = match settings.log_format {
         LogFormat::Text => registry
@@ -339,9 +341,42 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// The trace context `span` continues: its OpenTelemetry context, or for an
+/// untraced span (a trace that is not sampled, see `gate`) its caller's.
+pub fn span_context(span: &tracing::Span) -> opentelemetry::Context {
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        return cx;
+    }
+    untraced_context(span).unwrap_or(cx)
+}
+
+/// The context kept by the untraced span `span` is in, if any.
+fn untraced_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
+    span.with_subscriber(|(id, dispatch)| {
+        use tracing_subscriber::registry::LookupSpan;
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let s = registry.span(id)?;
+        s.scope()
+            .find_map(|s| s.extensions().get::<gate::Untraced>().map(|u| u.0.clone()))
+    })
+    .flatten()
+}
+
+/// Makes the untraced `span` continue `parent` (see `gate`).
+fn continue_untraced(span: &tracing::Span, parent: opentelemetry::Context) {
+    span.with_subscriber(|(id, dispatch)| {
+        use tracing_subscriber::registry::LookupSpan;
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let s = registry.span(id)?;
+        s.extensions_mut().replace(gate::Untraced(parent));
+        Some(())
+    });
+}
+
 /// Writes `span`'s trace context into headers (`traceparent`, `tracestate`).
 pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    let cx = span.context();
+    let cx = span_context(span);
     TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
 }
 
@@ -353,7 +388,7 @@ pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
 /// `span`'s context as a `traceparent` value (for response headers), when
 /// it has a valid one.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    let cx = span.context();
+    let cx = span_context(span);
     let sc = cx.span().span_context().clone();
     sc.is_valid().then(|| {
         format!(
@@ -461,8 +496,13 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_string();
-        let span = client_span(&method);
-        inject(&span, req.headers_mut());
+        // A trace that is not sampled gets no client span (nothing would
+        // record it): the call carries the current context as it is.
+        let span = current_is_sampled().then(|| client_span(&method));
+        inject(
+            span.as_ref().unwrap_or(&tracing::Span::current()),
+            req.headers_mut(),
+        );
         if let Some(id) = current_request_id() {
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 req.headers_mut().insert(REQUEST_ID_HEADER, v);
@@ -482,7 +522,7 @@ where
                 );
                 result
             }
-            .instrument(span),
+            .instrument(span.unwrap_or_else(tracing::Span::none)),
         )
     }
 }
@@ -512,13 +552,23 @@ fn server_span(method: &str, request_id: &str) -> tracing::Span {
     )
 }
 
+/// [`server_span`] for a trace that is not sampled: seen by the logs only
+/// (see `gate`).
+fn untraced_server_span(method: &str, request_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "grpc.server",
+        rpc.method = %method,
+        request_id = request_id,
+        untraced = tracing::field::Empty,
+    )
+}
+
 // ---------------------------------------------------------------------------
 // Messages on a long-lived stream: each is traced like a call of its own.
 
 /// Whether the trace of the current span is sampled (recorded, exported).
 fn current_is_sampled() -> bool {
-    tracing::Span::current()
-        .context()
+    span_context(&tracing::Span::current())
         .span()
         .span_context()
         .is_sampled()
@@ -614,8 +664,22 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|v| valid_request_id(v))
             .map(Arc::from);
-        let span = server_span(&method, request_id.as_deref().unwrap_or(""));
-        let _ = span.set_parent(extract(req.headers()));
+        let parent = extract(req.headers());
+        let (valid, sampled) = {
+            let sc = parent.span();
+            let sc = sc.span_context();
+            (sc.is_valid(), sc.is_sampled())
+        };
+        let span = if valid && !sampled {
+            // Continued but not recorded: a span for the logs only.
+            let span = untraced_server_span(&method, request_id.as_deref().unwrap_or(""));
+            continue_untraced(&span, parent);
+            span
+        } else {
+            let span = server_span(&method, request_id.as_deref().unwrap_or(""));
+            let _ = span.set_parent(parent);
+            span
+        };
         let start = Instant::now();
         let fut = {
             let _enter = span.enter();
@@ -655,6 +719,85 @@ mod tests {
             let tp = traceparent(&span).expect("traceparent");
             assert!(tp.starts_with(&format!("00-{sent}-")), "{tp}");
         });
+    }
+
+    /// Span names an exporter was handed.
+    #[derive(Debug, Clone, Default)]
+    struct Names(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Names {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            let mut names = self.0.lock().unwrap();
+            names.extend(batch.into_iter().map(|s| s.name.into_owned()));
+            Ok(())
+        }
+    }
+
+    fn headers(traceparent: &'static str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert("traceparent", http::HeaderValue::from_static(traceparent));
+        h
+    }
+
+    #[test]
+    fn spans_of_unsampled_traces_skip_opentelemetry_but_keep_the_context() {
+        let names = Names::default();
+        // Records everything it is shown, whatever the parent says: only
+        // the filter keeps untraced spans from it.
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::AlwaysOn)
+            .with_simple_exporter(names.clone())
+            .build();
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("test"))
+            .with_context_activation(false)
+            .with_filter(gate::OtelFilter);
+        let subscriber = tracing_subscriber::registry()
+            .with(otel)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+        tracing::subscriber::with_default(subscriber, || {
+            let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+            let server = untraced_server_span("/svc/Unsampled", "req-1");
+            continue_untraced(&server, extract(&headers(unsampled)));
+            server.in_scope(|| {
+                let child = tracing::info_span!("storage.get");
+                child.in_scope(|| {
+                    tracing::info!("an event under an untraced span");
+                    let mut out = http::HeaderMap::new();
+                    inject(&tracing::Span::current(), &mut out);
+                    assert_eq!(
+                        out["traceparent"], unsampled,
+                        "the caller's context, unsampled"
+                    );
+                    assert!(!current_is_sampled());
+                });
+            });
+            drop(server);
+
+            let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let server = server_span("/svc/Sampled", "req-2");
+            let _ = server.set_parent(extract(&headers(sampled)));
+            server.in_scope(|| {
+                tracing::info_span!("storage.get").in_scope(|| {
+                    assert!(current_is_sampled());
+                    let mut out = http::HeaderMap::new();
+                    inject(&tracing::Span::current(), &mut out);
+                    let tp = out["traceparent"].to_str().unwrap().to_string();
+                    assert!(
+                        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                        "{tp}"
+                    );
+                    assert!(tp.ends_with("-01"), "{tp}");
+                    assert!(!tp.contains("00f067aa0ba902b7"), "a span of its own: {tp}");
+                });
+            });
+        });
+        let mut got = names.0.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, ["/svc/Sampled", "storage.get"]);
     }
 
     #[test]
