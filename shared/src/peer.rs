@@ -116,7 +116,10 @@ pub struct PeerAuthz<S> {
 /// presents the same certificate on every call and a server has a handful
 /// of peers: each certificate is parsed once, not on every call.
 #[derive(Default)]
-struct IdentityCache(std::sync::Mutex<VecDeque<(Arc<[u8]>, Option<ServiceName>)>>);
+struct IdentityCache(std::sync::Mutex<VecDeque<Seen>>);
+
+/// A certificate (DER) and the identity it names.
+type Seen = (Arc<[u8]>, Option<ServiceName>);
 
 /// The most certificates [`IdentityCache`] remembers.
 const IDENTITY_CACHE: usize = 64;
