@@ -42,7 +42,8 @@ const MAX_ENTRIES: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub token: String,
-    pub entry: TokenEntry,
+    /// Shared with the token cache: a hit copies nothing.
+    pub entry: Arc<TokenEntry>,
 }
 
 impl Caller {
@@ -51,7 +52,7 @@ impl Caller {
     pub fn anonymous() -> Self {
         Caller {
             token: String::new(),
-            entry: TokenEntry::default(),
+            entry: Default::default(),
         }
     }
 
@@ -63,7 +64,7 @@ impl Caller {
 #[derive(Default)]
 struct TokenCache {
     /// sha256(token) → entry.
-    by_hash: HashMap<[u8; 32], TokenEntry>,
+    by_hash: HashMap<[u8; 32], Arc<TokenEntry>>,
     /// accessor → sha256(token), to drop entries on revocation events.
     by_accessor: HashMap<String, [u8; 32]>,
 }
@@ -256,7 +257,7 @@ impl AclCache {
         }
     }
 
-    fn cached_token(&self, token: &str) -> Option<TokenEntry> {
+    fn cached_token(&self, token: &str) -> Option<Arc<TokenEntry>> {
         if !self.token_live.load(Ordering::SeqCst) {
             return None;
         }
@@ -269,7 +270,7 @@ impl AclCache {
         Some(e.clone())
     }
 
-    fn store_token(&self, token: &str, entry: &TokenEntry, generation: u64) {
+    fn store_token(&self, token: &str, entry: &Arc<TokenEntry>, generation: u64) {
         // Tokens with a use count must reach the auth service on every use.
         // Batch tokens (no accessor) cannot be dropped by revocation events.
         if entry.num_uses != 0
@@ -297,7 +298,7 @@ impl AclCache {
         auth: &mut AuthClient<Channel>,
         token: &str,
         remote_ip: Option<std::net::IpAddr>,
-    ) -> Result<TokenEntry, ApiError> {
+    ) -> Result<Arc<TokenEntry>, ApiError> {
         if let Some(e) = self.cached_token(token) {
             return Ok(e);
         }
@@ -315,6 +316,7 @@ impl AclCache {
                 _ => ApiError::from(s),
             })?
             .into_inner();
+        let entry = Arc::new(entry);
         self.store_token(token, &entry, generation);
         Ok(entry)
     }

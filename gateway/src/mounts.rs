@@ -13,7 +13,7 @@
 //! most once).
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bulwark_shared::barrier::Barrier;
@@ -233,7 +233,8 @@ pub fn normalize(path: &str) -> Result<String, ApiError> {
 }
 
 struct Cached {
-    entries: Vec<MountEntry>,
+    /// Shared with the requests routed by it: a hit copies no entry.
+    entries: Arc<Vec<MountEntry>>,
     at: Instant,
     /// Changed (here or by another replica) or maybe missed (bus resync):
     /// read again, keeping this copy only as a fallback.
@@ -302,7 +303,7 @@ impl MountTable {
     }
 
     /// Every mount, built-ins included, sorted by path.
-    pub async fn all(&self) -> Result<Vec<MountEntry>, ApiError> {
+    pub async fn all(&self) -> Result<Arc<Vec<MountEntry>>, ApiError> {
         let cached = self
             .cache
             .read()
@@ -353,10 +354,11 @@ impl MountTable {
     }
 
     /// Reads the table from storage into the cache.
-    async fn load(&self) -> Result<Vec<MountEntry>, ApiError> {
+    async fn load(&self) -> Result<Arc<Vec<MountEntry>>, ApiError> {
         let (mut entries, _) = self.stored().await?;
         entries.extend(self.table.builtins());
         entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let entries = Arc::new(entries);
         *self.cache.write().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
             entries: entries.clone(),
             at: Instant::now(),
@@ -368,19 +370,23 @@ impl MountTable {
     /// The mount serving `path` (longest prefix) and the rest of the path.
     pub async fn route(&self, path: &str) -> Result<Option<(MountEntry, String)>, ApiError> {
         let entries = self.all().await?;
+        // `secret/…` below `secret/`, and `secret` itself.
+        let serves = |m: &MountEntry| {
+            path.starts_with(&m.path) || m.path.strip_suffix('/').is_some_and(|bare| bare == path)
+        };
         let best = entries
-            .into_iter()
-            .filter(|m| path.starts_with(&m.path) || format!("{path}/") == m.path)
+            .iter()
+            .filter(|m| serves(m))
             .max_by_key(|m| m.path.len());
         Ok(best.map(|m| {
             let rest = path.get(m.path.len()..).unwrap_or("").to_string();
-            (m, rest)
+            (m.clone(), rest)
         }))
     }
 
     pub async fn get(&self, path: &str) -> Result<Option<MountEntry>, ApiError> {
         let path = normalize(path)?;
-        Ok(self.all().await?.into_iter().find(|m| m.path == path))
+        Ok(self.all().await?.iter().find(|m| m.path == path).cloned())
     }
 
     /// Applies `f` to the stored (non-built-in) entries with compare-and-swap.

@@ -279,7 +279,7 @@ pub async fn handle(
             // one revokes the token at once: answer from the entry this
             // request was authenticated with (never cached), so that every
             // granted use can look itself up, as in Vault.
-            let mut e = caller.entry.clone();
+            let mut e = TokenEntry::clone(&caller.entry);
             e.num_uses -= 1;
             e.ttl = if e.expire_time == 0 {
                 0

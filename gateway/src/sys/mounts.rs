@@ -344,13 +344,13 @@ pub async fn ui_mounts(
     match path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
         None => {
             let mut entries = Vec::new();
-            for m in gw.mounts().all().await? {
+            for m in gw.mounts().all().await?.iter().cloned() {
                 if let Some(m) = reachable(m, "").await? {
                     entries.push(m);
                 }
             }
             let mut auth = Vec::new();
-            for m in gw.auth_mounts().all().await? {
+            for m in gw.auth_mounts().all().await?.iter().cloned() {
                 if let Some(m) = reachable(m, "auth/").await? {
                     auth.push(m);
                 }
