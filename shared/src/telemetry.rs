@@ -755,9 +755,12 @@ mod tests {
             .with_tracer(provider.tracer("test"))
             .with_context_activation(false)
             .with_filter(gate::OtelFilter);
-        let subscriber = tracing_subscriber::registry()
-            .with(otel)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+        let (log_filter, _handle) = tracing_subscriber::reload::Layer::new(EnvFilter::new("info"));
+        let subscriber = tracing_subscriber::registry().with(otel).with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::sink)
+                .with_filter(log_filter),
+        );
         tracing::subscriber::with_default(subscriber, || {
             let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
             let server = untraced_server_span("/svc/Unsampled", "req-1");

@@ -102,8 +102,14 @@ fn elide_list_response(entry: &mut Map<String, Value>) {
     if !is_list {
         return;
     }
-    let Some(Value::Object(data)) = entry.get_mut("response").and_then(|r| r.get_mut("data"))
-    else {
+    if let Some(data) = entry.get_mut("response").and_then(|r| r.get_mut("data")) {
+        elide_list_data(data);
+    }
+}
+
+/// The `data` of a list response, its `keys` (and `key_info`) counted.
+pub(crate) fn elide_list_data(data: &mut Value) {
+    let Value::Object(data) = data else {
         return;
     };
     if let Some(keys) = data.get_mut("keys") {
@@ -172,7 +178,7 @@ fn hash_string(value: &mut Value, salt: &Salt) {
 }
 
 /// Hashes every string in `data` but under its top-level keys in `skip`.
-fn hash_data(data: &mut Value, salt: &Salt, skip: &[String]) {
+pub(crate) fn hash_data(data: &mut Value, salt: &Salt, skip: &[String]) {
     match data {
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
@@ -235,7 +241,7 @@ pub fn render(mut entry: Map<String, Value>, options: &FormatOptions) -> Vec<u8>
 
 /// Appends `value` as JSON. Strings and JSON values always serialize; should
 /// one ever fail, `null` keeps the line valid JSON.
-fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+pub(crate) fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let mark = out.len();
     if serde_json::to_writer(&mut *out, value).is_err() {
         out.truncate(mark);

@@ -6,6 +6,8 @@
 //! * [`entry`]: from the gateway's entry (values in the clear) to one
 //!   device's line: salts, HMAC of tokens, accessors and data, list
 //!   elision, JSON (`time` first) or JSONx, prefix.
+//! * [`sparse`]: the same for JSON devices, from the entry's text without a
+//!   tree of the whole entry.
 //! * [`sink`]: files (and `stdout`, `discard`), sockets, syslog.
 //! * [`writer`]: one writer task per device, group commit (one fsync per
 //!   batch), reopen without losing queued lines.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod options;
 mod service;
 pub mod sink;
+pub mod sparse;
 #[cfg(test)]
 mod test_util;
 pub mod writer;

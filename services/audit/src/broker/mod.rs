@@ -27,13 +27,14 @@ use bulwark_shared::bus::{Bus, Notice};
 use bulwark_shared::keyring::Keyring;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::entry::{self, NonHmacKeys, Salt};
+use crate::entry::{NonHmacKeys, Salt};
 use crate::error::AuditError;
 use crate::options::{self, FormatOptions};
 use crate::sink::Sink;
+use crate::sparse;
 use crate::writer::Writer;
 
 #[cfg(test)]
@@ -116,9 +117,8 @@ impl Device {
     }
 
     /// This device's line for `entry`.
-    fn line(&self, entry: Map<String, Value>, non_hmac: NonHmacKeys<'_>) -> Vec<u8> {
-        let prepared = entry::prepare(entry, &self.salt, &self.format, non_hmac);
-        entry::render(prepared, &self.format)
+    fn line(&self, entry: &sparse::Entry<'_>, non_hmac: NonHmacKeys<'_>) -> Vec<u8> {
+        entry.line(&self.salt, &self.format, non_hmac)
     }
 }
 
@@ -416,10 +416,10 @@ impl AuditBroker {
             let entries = group
                 .entries
                 .iter()
-                .map(|entry| match serde_json::from_slice::<Value>(entry) {
-                    Ok(Value::Object(map)) => Ok(map),
-                    // Never echo the entry (nor serde's excerpt of it).
-                    _ => Err(AuditError::Invalid("entry must be a JSON object".into())),
+                // Never echo the entry (nor serde's excerpt of it).
+                .map(|entry| {
+                    sparse::Entry::parse(entry)
+                        .ok_or_else(|| AuditError::Invalid("entry must be a JSON object".into()))
                 })
                 .collect::<Result<Vec<_>, _>>();
             match entries {
@@ -433,28 +433,11 @@ impl AuditBroker {
         if parsed.is_empty() {
             return Ok(results.into_iter().flatten().collect());
         }
-        // Every device but the last works on a copy; the last takes them.
-        let mut parsed = Some(parsed);
-        let last = devices.len() - 1;
-        let written = join_all(devices.iter().enumerate().map(|(i, device)| {
-            let lines: Vec<Vec<u8>> = if i == last {
-                parsed
-                    .take()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .flat_map(|(entries, non_hmac)| {
-                        entries.into_iter().map(move |e| device.line(e, non_hmac))
-                    })
-                    .collect()
-            } else {
-                parsed
-                    .iter()
-                    .flatten()
-                    .flat_map(|(entries, non_hmac)| {
-                        entries.iter().map(|e| device.line(e.clone(), *non_hmac))
-                    })
-                    .collect()
-            };
+        let written = join_all(devices.iter().map(|device| {
+            let lines: Vec<Vec<u8>> = parsed
+                .iter()
+                .flat_map(|(entries, non_hmac)| entries.iter().map(|e| device.line(e, *non_hmac)))
+                .collect();
             async move { device.writer.write_all(lines).await }
         }))
         .await;
