@@ -113,6 +113,8 @@ mod tests {
     #[tokio::test]
     async fn renew_extends_and_caps_at_explicit_max() {
         let Harness { store, root, .. } = harness().await;
+        // TTLs are compared to the second: no second may tick unseen.
+        store.clock.stop();
         let made = store
             .create(&CreateTokenRequest {
                 parent_token: root.clone(),
@@ -219,6 +221,8 @@ mod tests {
     #[tokio::test]
     async fn non_renewable_refused() {
         let Harness { store, root, .. } = harness().await;
+        // TTLs are compared to the second: no second may tick unseen.
+        store.clock.stop();
         let err = store.renew(TokenRef::Token(&root), 0).await.unwrap_err();
         assert!(matches!(err, AuthError::NotRenewable));
         assert_eq!(err.to_string(), "lease is not renewable");
@@ -252,6 +256,8 @@ mod tests {
     #[tokio::test]
     async fn periodic_tokens_renew_to_their_period() {
         let Harness { store, root, .. } = harness().await;
+        // TTLs are compared to the second: no second may tick unseen.
+        store.clock.stop();
         let made = store
             .create(&CreateTokenRequest {
                 parent_token: root.clone(),

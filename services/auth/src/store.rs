@@ -60,20 +60,36 @@ pub(crate) fn child_path(parent: &str, child: &str) -> String {
     format!("children/{parent}/{child}")
 }
 
-/// Unix seconds, with an offset that tests can move forward.
+/// Unix seconds, with an offset that tests can move forward (and a time
+/// they can stop, so that no second ticks between two readings).
 #[derive(Clone, Default)]
 pub(crate) struct Clock {
     offset: Arc<AtomicI64>,
+    /// Non-zero: the stopped time (tests only).
+    stopped: Arc<AtomicI64>,
 }
 
 impl Clock {
     pub fn now(&self) -> i64 {
-        chrono::Utc::now().timestamp() + self.offset.load(Ordering::Relaxed)
+        let stopped = self.stopped.load(Ordering::Relaxed);
+        let base = if stopped != 0 {
+            stopped
+        } else {
+            chrono::Utc::now().timestamp()
+        };
+        base + self.offset.load(Ordering::Relaxed)
     }
 
     #[cfg(test)]
     pub fn advance(&self, secs: i64) {
         self.offset.fetch_add(secs, Ordering::Relaxed);
+    }
+
+    /// Time moves only by [`Clock::advance`] from now on.
+    #[cfg(test)]
+    pub fn stop(&self) {
+        self.stopped
+            .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
     }
 }
 
