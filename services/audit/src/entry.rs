@@ -319,11 +319,11 @@ fn escape_xml(out: &mut String, s: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn salt() -> Salt {
+    pub(crate) fn salt() -> Salt {
         Salt::from_hex(&"07".repeat(32)).unwrap()
     }
 
@@ -334,7 +334,8 @@ mod tests {
         }
     }
 
-    fn sample() -> Map<String, Value> {
+    /// A list response's entry with every member that is hashed or elided.
+    pub(crate) fn sample() -> Map<String, Value> {
         object(json!({
             "type": "response",
             "time": "2024-01-02T03:04:05.123456789Z",

@@ -296,30 +296,11 @@ fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::tests::{salt, sample};
     use serde_json::json;
 
-    fn salt() -> Salt {
-        Salt::from_hex(&"07".repeat(32)).unwrap()
-    }
-
     fn entries() -> Vec<String> {
-        let list = json!({
-            "type": "response",
-            "time": "2024-01-02T03:04:05.123456789Z",
-            "auth": {"client_token": "s.tok", "accessor": "acc", "display_name": "root",
-                     "policies": ["root"], "metadata": {"user": "bob"}},
-            "request": {"operation": "list", "path": "secret/", "client_token": "s.tok",
-                        "client_token_accessor": "acc", "remote_address": "127.0.0.1",
-                        "data": {"password": "hunter2", "keep": "visible", "n": 3,
-                                 "nested": {"deep": ["x", 1, true, null, ""]}}},
-            "response": {
-                "auth": {"client_token": "s.new", "accessor": "acc2", "policies": ["p"]},
-                "wrap_info": {"token": "s.wrap", "accessor": "wacc", "wrapped_accessor": "wa",
-                              "ttl": 60},
-                "data": {"keys": ["a", "b/"], "key_info": {"a": {}, "b/": {}}, "note": ""}
-            },
-            "error": "permission denied"
-        });
+        let list = Value::Object(sample());
         let read = json!({
             "time": "t", "type": "response",
             "auth": {"client_token": "", "accessor": 7, "token_ttl": 60},
