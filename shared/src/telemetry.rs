@@ -351,24 +351,32 @@ pub fn span_context(span: &tracing::Span) -> opentelemetry::Context {
     untraced_context(span).unwrap_or(cx)
 }
 
-/// The context kept by the untraced span `span` is in, if any.
-fn untraced_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
+/// `f` applied to `span`'s entry in the registry (`None` when the span is
+/// disabled or another subscriber is installed).
+fn in_registry<T>(
+    span: &tracing::Span,
+    f: impl FnOnce(tracing_subscriber::registry::SpanRef<'_, tracing_subscriber::Registry>) -> Option<T>,
+) -> Option<T> {
+    use tracing_subscriber::registry::LookupSpan;
     span.with_subscriber(|(id, dispatch)| {
-        use tracing_subscriber::registry::LookupSpan;
-        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        let s = registry.span(id)?;
-        s.scope()
-            .find_map(|s| s.extensions().get::<gate::Untraced>().map(|u| u.0.clone()))
+        f(dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()?
+            .span(id)?)
     })
     .flatten()
 }
 
+/// The context kept by the untraced span `span` is in, if any.
+fn untraced_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
+    in_registry(span, |s| {
+        s.scope()
+            .find_map(|s| s.extensions().get::<gate::Untraced>().map(|u| u.0.clone()))
+    })
+}
+
 /// Makes the untraced `span` continue `parent` (see `gate`).
 fn continue_untraced(span: &tracing::Span, parent: opentelemetry::Context) {
-    span.with_subscriber(|(id, dispatch)| {
-        use tracing_subscriber::registry::LookupSpan;
-        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        let s = registry.span(id)?;
+    in_registry(span, |s| {
         s.extensions_mut().replace(gate::Untraced(parent));
         Some(())
     });
@@ -376,8 +384,11 @@ fn continue_untraced(span: &tracing::Span, parent: opentelemetry::Context) {
 
 /// Writes `span`'s trace context into headers (`traceparent`, `tracestate`).
 pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    let cx = span_context(span);
-    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    inject_context(&span_context(span), headers);
+}
+
+fn inject_context(cx: &opentelemetry::Context, headers: &mut http::HeaderMap) {
+    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
 }
 
 /// Reads a W3C trace context from HTTP headers (`traceparent`, `tracestate`).
@@ -498,11 +509,15 @@ where
         let method = req.uri().path().to_string();
         // A trace that is not sampled gets no client span (nothing would
         // record it): the call carries the current context as it is.
-        let span = current_is_sampled().then(|| client_span(&method));
-        inject(
-            span.as_ref().unwrap_or(&tracing::Span::current()),
-            req.headers_mut(),
-        );
+        let current = span_context(&tracing::Span::current());
+        let span = if current.span().span_context().is_sampled() {
+            let span = client_span(&method);
+            inject(&span, req.headers_mut());
+            Some(span)
+        } else {
+            inject_context(&current, req.headers_mut());
+            None
+        };
         if let Some(id) = current_request_id() {
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 req.headers_mut().insert(REQUEST_ID_HEADER, v);
