@@ -76,6 +76,17 @@ pub struct NonHmacKeys<'a> {
     pub response: &'a [String],
 }
 
+impl<'a> NonHmacKeys<'a> {
+    /// The keys left unhashed under `parent.data` (`request` or `response`).
+    pub(crate) fn data_skip(&self, parent: &str) -> &'a [String] {
+        if parent == "request" {
+            self.request
+        } else {
+            self.response
+        }
+    }
+}
+
 /// One device's view of `entry`: elided and hashed as `options` say.
 pub fn prepare(
     mut entry: Map<String, Value>,
@@ -124,37 +135,44 @@ pub(crate) fn elide_list_data(data: &mut Value) {
     }
 }
 
+/// The members hashed like tokens (unless `log_raw`).
+pub(crate) const TOKEN_FIELDS: &[&[&str]] = &[
+    &["auth", "client_token"],
+    &["request", "client_token"],
+    &["response", "auth", "client_token"],
+    &["response", "wrap_info", "token"],
+];
+
+/// The members hashed too with `hmac_accessor`.
+pub(crate) const ACCESSOR_FIELDS: &[&[&str]] = &[
+    &["auth", "accessor"],
+    &["request", "client_token_accessor"],
+    &["response", "auth", "accessor"],
+    &["response", "wrap_info", "accessor"],
+    &["response", "wrap_info", "wrapped_accessor"],
+];
+
+/// The objects whose `data` member is hashed whole (unless `log_raw`).
+pub(crate) const DATA_PARENTS: &[&str] = &["request", "response"];
+
 fn hash_entry(
     entry: &mut Map<String, Value>,
     salt: &Salt,
     hmac_accessor: bool,
     non_hmac: NonHmacKeys<'_>,
 ) {
-    let mut fields: Vec<&[&str]> = vec![
-        &["auth", "client_token"],
-        &["request", "client_token"],
-        &["response", "auth", "client_token"],
-        &["response", "wrap_info", "token"],
-    ];
-    if hmac_accessor {
-        fields.extend_from_slice(&[
-            &["auth", "accessor"][..],
-            &["request", "client_token_accessor"],
-            &["response", "auth", "accessor"],
-            &["response", "wrap_info", "accessor"],
-            &["response", "wrap_info", "wrapped_accessor"],
-        ]);
-    }
+    let fields = TOKEN_FIELDS
+        .iter()
+        .chain(if hmac_accessor { ACCESSOR_FIELDS } else { &[] });
     for field in fields {
         if let Some(value) = lookup(entry, field) {
             hash_string(value, salt);
         }
     }
-    if let Some(data) = lookup(entry, &["request", "data"]) {
-        hash_data(data, salt, non_hmac.request);
-    }
-    if let Some(data) = lookup(entry, &["response", "data"]) {
-        hash_data(data, salt, non_hmac.response);
+    for parent in DATA_PARENTS {
+        if let Some(data) = lookup(entry, &[parent, "data"]) {
+            hash_data(data, salt, non_hmac.data_skip(parent));
+        }
     }
 }
 

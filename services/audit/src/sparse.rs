@@ -16,7 +16,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::entry::{self, NonHmacKeys, Salt};
+use crate::entry::{self, push_json, NonHmacKeys, Salt};
 use crate::options::{Format, FormatOptions};
 
 /// One entry as the gateway sent it, split into its top-level members.
@@ -134,26 +134,37 @@ impl<'a> Members<'a> {
     }
 }
 
-/// What to do with the members of one object.
-#[derive(Clone, Copy)]
-struct Rules<'r> {
-    /// Members whose string value is hashed.
-    hash: &'r [&'r str],
-    /// `data`: every string under it hashed but under these top-level keys
-    /// (`None`: `data` is copied as it is).
-    data: Option<&'r [String]>,
-    /// `data` is a list response to elide.
+/// What one line hashes and elides (see [`entry::TOKEN_FIELDS`] and
+/// the rest: the same tables as the tree path).
+struct Plan<'p> {
+    fields: Vec<&'static [&'static str]>,
+    hash_data: bool,
+    /// `response.data` is a list response to elide.
     elide: bool,
-    /// Nested objects with rules of their own.
-    nested: &'r [(&'r str, Rules<'r>)],
+    non_hmac: NonHmacKeys<'p>,
+    salt: &'p Salt,
 }
 
-const COPY: Rules<'static> = Rules {
-    hash: &[],
-    data: None,
-    elide: false,
-    nested: &[],
-};
+impl Plan<'_> {
+    /// Whether the member at `path` is hashed as a string.
+    fn hashed(&self, path: &[&str]) -> bool {
+        self.fields.contains(&path)
+    }
+
+    /// Whether something below the object at `path` is hashed or elided.
+    fn opens(&self, path: &[&str]) -> bool {
+        self.fields
+            .iter()
+            .any(|f| f.len() > path.len() && f.starts_with(path))
+            || (path.len() == 1 && self.data_of(path[0]))
+    }
+
+    /// Whether `parent.data` is parsed (hashed or elided).
+    fn data_of(&self, parent: &str) -> bool {
+        (self.hash_data && entry::DATA_PARENTS.contains(&parent))
+            || (self.elide && parent == "response")
+    }
+}
 
 fn json_line(
     members: &Members<'_>,
@@ -162,58 +173,25 @@ fn json_line(
     non_hmac: NonHmacKeys<'_>,
 ) -> Vec<u8> {
     let hash = !options.log_raw;
-    let accessors = hash && options.hmac_accessor;
-    let pick = |tokens: &'static [&'static str], with_accessors: &'static [&'static str]| match (
-        hash, accessors,
-    ) {
-        (_, true) => with_accessors,
-        (true, false) => tokens,
-        (false, _) => &[][..],
-    };
-    let request = members.get("request").and_then(Members::of);
-    let is_list = request
-        .as_ref()
+    let mut fields = Vec::new();
+    if hash {
+        fields.extend_from_slice(entry::TOKEN_FIELDS);
+        if options.hmac_accessor {
+            fields.extend_from_slice(entry::ACCESSOR_FIELDS);
+        }
+    }
+    let is_list = members
+        .get("request")
+        .and_then(Members::of)
         .and_then(|r| r.get("operation"))
         .is_some_and(|op| op.get() == "\"list\"");
-    let response_auth = Rules {
-        hash: pick(&["client_token"], &["client_token", "accessor"]),
-        ..COPY
+    let plan = Plan {
+        fields,
+        hash_data: hash,
+        elide: options.elide_list_responses && is_list,
+        non_hmac,
+        salt,
     };
-    let wrap_info = Rules {
-        hash: pick(&["token"], &["token", "accessor", "wrapped_accessor"]),
-        ..COPY
-    };
-    let nested = [("auth", response_auth), ("wrap_info", wrap_info)];
-    let top: [(&str, Rules); 3] = [
-        (
-            "auth",
-            Rules {
-                hash: pick(&["client_token"], &["client_token", "accessor"]),
-                ..COPY
-            },
-        ),
-        (
-            "request",
-            Rules {
-                hash: pick(
-                    &["client_token"],
-                    &["client_token", "client_token_accessor"],
-                ),
-                data: hash.then_some(non_hmac.request),
-                ..COPY
-            },
-        ),
-        (
-            "response",
-            Rules {
-                // Its tokens are under `auth` and `wrap_info`.
-                hash: &[],
-                data: hash.then_some(non_hmac.response),
-                elide: options.elide_list_responses && is_list,
-                nested: &nested,
-            },
-        ),
-    ];
     let mut out = Vec::with_capacity(options.prefix.len() + members_len(members) + 512);
     out.extend_from_slice(options.prefix.as_bytes());
     out.extend_from_slice(b"{\"time\":");
@@ -231,10 +209,7 @@ fn json_line(
         out.push(b',');
         push_json(&mut out, &*key.0);
         out.push(b':');
-        match top.iter().find(|(name, _)| *name == key.0) {
-            Some((_, rules)) => object(&mut out, value, rules, salt),
-            None => out.extend_from_slice(value.get().as_bytes()),
-        }
+        member(&mut out, &[&*key.0], value, &plan);
     }
     out.extend_from_slice(b"}\n");
     out
@@ -248,49 +223,45 @@ fn members_len(members: &Members<'_>) -> usize {
         .sum()
 }
 
-/// Writes the object `raw` with `rules` applied (anything else as it is).
-fn object(out: &mut Vec<u8>, raw: &RawValue, rules: &Rules<'_>, salt: &Salt) {
-    let Some(members) = Members::of(raw) else {
-        out.extend_from_slice(raw.get().as_bytes());
-        return;
-    };
-    out.push(b'{');
-    for (i, (key, value)) in members.0.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+/// Writes the member at `path` (its value `raw`) as `plan` says.
+fn member(out: &mut Vec<u8>, path: &[&str], raw: &RawValue, plan: &Plan<'_>) {
+    let copy = |out: &mut Vec<u8>| out.extend_from_slice(raw.get().as_bytes());
+    if plan.hashed(path) {
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(Value::String(s)) if !s.is_empty() => push_json(out, &plan.salt.hash(&s)),
+            _ => copy(out),
         }
-        push_json(out, &*key.0);
-        out.push(b':');
-        let name = &*key.0;
-        if rules.hash.contains(&name) {
-            match serde_json::from_str::<Value>(value.get()) {
-                Ok(Value::String(s)) if !s.is_empty() => push_json(out, &salt.hash(&s)),
-                _ => out.extend_from_slice(value.get().as_bytes()),
-            }
-        } else if name == "data" && (rules.data.is_some() || rules.elide) {
-            match serde_json::from_str::<Value>(value.get()) {
-                Ok(mut data) => {
-                    if rules.elide {
-                        entry::elide_list_data(&mut data);
-                    }
-                    if let Some(skip) = rules.data {
-                        entry::hash_data(&mut data, salt, skip);
-                    }
-                    push_json(out, &data);
-                }
-                Err(_) => out.extend_from_slice(value.get().as_bytes()),
-            }
-        } else if let Some((_, nested)) = rules.nested.iter().find(|(n, _)| *n == name) {
-            object(out, value, nested, salt);
-        } else {
-            out.extend_from_slice(value.get().as_bytes());
+    } else if let [parent, "data"] = path[..] {
+        if !plan.data_of(parent) {
+            return copy(out);
         }
+        let Ok(mut data) = serde_json::from_str::<Value>(raw.get()) else {
+            return copy(out);
+        };
+        if plan.elide && parent == "response" {
+            entry::elide_list_data(&mut data);
+        }
+        if plan.hash_data {
+            entry::hash_data(&mut data, plan.salt, plan.non_hmac.data_skip(parent));
+        }
+        push_json(out, &data);
+    } else if !plan.opens(path) {
+        copy(out)
+    } else if let Some(members) = Members::of(raw) {
+        out.push(b'{');
+        for (i, (key, value)) in members.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_json(out, &*key.0);
+            out.push(b':');
+            let below: Vec<&str> = path.iter().copied().chain([&*key.0]).collect();
+            member(out, &below, value, plan);
+        }
+        out.push(b'}');
+    } else {
+        copy(out)
     }
-    out.push(b'}');
-}
-
-fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    entry::push_json(out, value)
 }
 
 #[cfg(test)]
